@@ -1,0 +1,50 @@
+"""Stable codes shared by the planner, the Zendesk client and the engine.
+
+The values are part of the dead-letter header contract (`zs.error.reason`, `zs.error.class`,
+ARCHITECTURE.md §2.3) and the skip metric's `reason` label: never rename one.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorClass(StrEnum):
+    INVALID = "invalid"
+    REJECTED = "rejected"
+    TRANSIENT = "transient"
+
+
+class DlqReason(StrEnum):
+    INVALID_PAYLOAD = "invalid_payload"
+    IDENTIFIER_TOO_LONG = "identifier_too_long"
+    EVENT_NAME_TOO_LONG = "event_name_too_long"
+    USER_NOT_FOUND = "user_not_found"
+    IDENTITY_CONFLICT = "identity_conflict"
+    ZENDESK_REJECTED = "zendesk_rejected"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+
+    @property
+    def error_class(self) -> ErrorClass:
+        return _CLASS_OF[self]
+
+
+_CLASS_OF: dict[DlqReason, ErrorClass] = {
+    DlqReason.INVALID_PAYLOAD: ErrorClass.INVALID,
+    DlqReason.IDENTIFIER_TOO_LONG: ErrorClass.INVALID,
+    DlqReason.EVENT_NAME_TOO_LONG: ErrorClass.INVALID,
+    DlqReason.USER_NOT_FOUND: ErrorClass.REJECTED,
+    DlqReason.IDENTITY_CONFLICT: ErrorClass.REJECTED,
+    DlqReason.ZENDESK_REJECTED: ErrorClass.REJECTED,
+    DlqReason.RETRIES_EXHAUSTED: ErrorClass.TRANSIENT,
+}
+
+
+class SkipReason(StrEnum):
+    """Why an event was deliberately not sent. Skips are committed and counted, never dead-lettered."""
+
+    UNSUPPORTED_TYPE = "unsupported_type"
+    NO_IDENTITY = "no_identity"
+    MISSING_NAME = "missing_name"
+    EVENT_NOT_ENABLED = "event_not_enabled"
+    MISSING_USER_ID = "missing_user_id"
