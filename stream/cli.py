@@ -1,5 +1,136 @@
-"""The `zendesk-stream` command (placeholder until the foundation lands)."""
+"""The `zendesk-stream` command. Wiring only: settings, logs and adapters come together here.
+
+A bad setting ends the command with one line on stderr naming it and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from stream import __version__
+from stream.errors import ConfigError, ZendeskConfigError
+from stream.kafka.config import kafka_settings_from_env
+from stream.observability import configure_logging
+
+EXIT_CONFIG = 2
+
+DESCRIPTION = """\
+Reads Segment events (identify, track, group) from Kafka and applies them to Zendesk the way Segment's
+Zendesk destination does: users, organizations, custom fields, memberships and Sunshine events.
+Configuration comes from the environment (KAFKA_*, STREAM_*, ZENDESK_*); see README.md.
+"""
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zendesk-stream",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"zendesk-stream {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    topics = commands.add_parser(
+        "topics",
+        help="manage the topics declared in topics/topics.toml",
+        description="Manage the Kafka topics the service uses (input, retry, dead-letter).",
+    )
+    topic_commands = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    apply = topic_commands.add_parser(
+        "apply",
+        help="create missing topics and align their configs (idempotent)",
+        description=(
+            "Create the topics declared in topics/topics.toml that are missing and align the configs they "
+            "declare. Safe to run any number of times: a second run changes nothing. Partition counts are "
+            "never lowered; raising one remaps keys (per-key order breaks across the change), so it needs "
+            "--increase-partitions. Topic names come from STREAM_TOPIC, STREAM_RETRY_TOPIC and "
+            "STREAM_DLQ_TOPIC; brokers from KAFKA_BOOTSTRAP_SERVERS."
+        ),
+    )
+    apply.add_argument("--file", type=Path, help="topic definitions (default: topics/topics.toml)")
+    apply.add_argument(
+        "--replication-factor",
+        type=int,
+        metavar="N",
+        help="override the declared replication factor (development clusters with fewer brokers)",
+    )
+    apply.add_argument(
+        "--increase-partitions", action="store_true", help="raise partition counts to the declared ones"
+    )
+    apply.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    apply.set_defaults(handler=_topics_apply)
+
+    simulator = commands.add_parser(
+        "simulator",
+        help="run the Zendesk simulator, a real HTTP server on loopback",
+        description="A local Zendesk for tests, the demo and benchmarks. See docs/simulator.md.",
+    )
+    _add_simulator_arguments(simulator)
+    simulator.set_defaults(handler=_simulator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    environment = dict(os.environ if env is None else env)
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, Mapping[str, str]], int] = args.handler
+    try:
+        configure_logging(environment)
+        return handler(args, environment)
+    except ConfigError as err:
+        print(f"zendesk-stream: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ZendeskConfigError as err:
+        print(f"zendesk-stream: Zendesk refused our credentials ({err.status}): {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _topics_apply(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from stream import topics  # noqa: PLC0415 (keep --help fast and free of librdkafka)
+    from stream.kafka.admin import KafkaAdmin  # noqa: PLC0415
+
+    if args.replication_factor is not None and args.replication_factor < 1:
+        raise ConfigError("--replication-factor must be at least 1")
+    settings = kafka_settings_from_env(env)
+    specs = topics.load_specs(
+        settings, path=args.file or topics.DEFAULT_FILE, replication_factor=args.replication_factor
+    )
+    admin = KafkaAdmin(settings=settings)
+    brokers = admin.broker_count()
+    existing = admin.existing_topics(spec.name for spec in specs)
+    actions = topics.plan_changes(
+        specs, existing, broker_count=brokers, increase_partitions=args.increase_partitions
+    )
+    for action in actions:
+        print(topics.describe(action))
+    changes = [a for a in actions if not isinstance(a, topics.Warning_)]
+    if not changes:
+        print(f"topics up to date: {', '.join(spec.name for spec in specs)}")
+    elif not args.dry_run:
+        admin.apply(changes)
+        print(f"applied {len(changes)} change(s)")
     return 0
+
+
+def _add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
+    try:
+        from stream.simulator.cli import add_arguments  # noqa: PLC0415
+    except ImportError:
+        return
+    add_arguments(parser)
+
+
+def _simulator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from stream.simulator.cli import run  # noqa: PLC0415
+
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

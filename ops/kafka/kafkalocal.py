@@ -1,0 +1,414 @@
+#!/usr/bin/env python3
+"""Real Apache Kafka on this machine, without Docker: KRaft mode, one node or a three-node cluster.
+
+    python ops/kafka/kafkalocal.py start [--nodes 1|3] [--base-port 9092] [--data-dir DIR]
+    python ops/kafka/kafkalocal.py stop [--node N]        # all nodes, or one (fault tests)
+    python ops/kafka/kafkalocal.py status                 # exit 0 when every node runs, 3 otherwise
+    python ops/kafka/kafkalocal.py bootstrap              # prints the bootstrap servers
+    python ops/kafka/kafkalocal.py fetch                  # only resolve the jars into the cache
+
+The broker jars (org.apache.kafka:kafka_2.13 with its dependencies and a log4j2 binding) are resolved
+from Maven Central by `mvn` into a cache outside the repository (`$ZS_KAFKA_CACHE`, default
+`~/.cache/zendesk-stream/kafka/<version>`), then run on the installed Java 17. Every node is both broker
+and controller; node i (0-based) listens on base-port + 2i (clients) and base-port + 2i + 1 (controller).
+All state lives under the data directory (default `~/.local/state/zendesk-stream/kafka`), which this
+tool owns: `start` twice is harmless, and `stop` leaves the data for the next `start`.
+
+Standard library only, so it runs before the project's virtualenv exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+POM = HERE / "pom.xml"
+KAFKA_VERSION = "4.4.0"
+READY_LINE = "Kafka Server started"
+DEFAULT_BASE_PORT = 9092
+
+
+class LauncherError(Exception):
+    """A problem the operator can fix; printed as one line."""
+
+
+def default_cache() -> Path:
+    root = os.environ.get("ZS_KAFKA_CACHE") or str(Path.home() / ".cache" / "zendesk-stream" / "kafka")
+    return Path(root) / KAFKA_VERSION
+
+
+def default_data_dir() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(os.environ.get("ZS_KAFKA_DATA") or Path(state) / "zendesk-stream" / "kafka")
+
+
+# ---------------------------------------------------------------------------------------------- jars
+
+
+def ensure_jars(cache: Path) -> Path:
+    """Resolve the broker's jars into `cache/libs` once; later calls only check the marker."""
+    libs = cache / "libs"
+    marker = cache / "resolved"
+    if marker.exists():
+        return libs
+    if shutil.which("mvn") is None:
+        raise LauncherError("mvn not found: Maven is needed once to fetch the Kafka jars")
+    staging = cache / "libs.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    cmd = [
+        "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+        "-DincludeScope=runtime", f"-DoutputDirectory={staging}",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
+        raise LauncherError("resolving the Kafka jars with Maven failed: " + " | ".join(tail))
+    shutil.rmtree(libs, ignore_errors=True)
+    staging.rename(libs)
+    marker.write_text(KAFKA_VERSION + "\n")
+    return libs
+
+
+# ------------------------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class Node:
+    index: int  # 0-based
+    client_port: int
+    controller_port: int
+    home: Path
+
+    @property
+    def node_id(self) -> int:
+        return self.index + 1
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "kafka.pid"
+
+    @property
+    def server_log(self) -> Path:
+        return self.home / "server.out"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    data_dir: Path
+    nodes: tuple[Node, ...]
+
+    @classmethod
+    def layout(cls, data_dir: Path, node_count: int, base_port: int) -> Cluster:
+        nodes = tuple(
+            Node(
+                index=i,
+                client_port=base_port + 2 * i,
+                controller_port=base_port + 2 * i + 1,
+                home=data_dir / f"node-{i + 1}",
+            )
+            for i in range(node_count)
+        )
+        return cls(data_dir=data_dir, nodes=nodes)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    @property
+    def voters(self) -> str:
+        return ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+
+
+def layout_file(data_dir: Path) -> Path:
+    return data_dir / "cluster.properties"
+
+
+def save_layout(cluster: Cluster, base_port: int, cluster_id: str) -> None:
+    layout_file(cluster.data_dir).write_text(
+        f"nodes={len(cluster.nodes)}\nbase_port={base_port}\ncluster_id={cluster_id}\n"
+    )
+
+
+def load_layout(data_dir: Path) -> tuple[int, int, str] | None:
+    path = layout_file(data_dir)
+    if not path.exists():
+        return None
+    values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return int(values["nodes"]), int(values["base_port"]), values["cluster_id"]
+
+
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def server_properties(cluster: Cluster, node: Node) -> str:
+    replicas = min(3, len(cluster.nodes))
+    min_isr = 2 if replicas == 3 else 1
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": node.node_id,
+        "controller.quorum.voters": cluster.voters,
+        "listeners": f"PLAINTEXT://127.0.0.1:{node.client_port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.client_port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": node.log_dir,
+        # Sized for a 2-core machine: few threads, small internal topics.
+        "num.network.threads": 2,
+        "num.io.threads": 2,
+        "background.threads": 2,
+        "num.replica.fetchers": 1,
+        "num.recovery.threads.per.data.dir": 1,
+        "log.cleaner.threads": 1,
+        "offsets.topic.num.partitions": 8,
+        "transaction.state.log.num.partitions": 4,
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": min_isr,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": min_isr,
+        "default.replication.factor": replicas,
+        "min.insync.replicas": 1,
+        "num.partitions": 1,
+        # Topics come from `zendesk-stream topics apply` or the tests, never from a typo.
+        "auto.create.topics.enable": "false",
+        "group.initial.rebalance.delay.ms": 0,
+        "log.segment.bytes": 64 * 1024 * 1024,
+    }
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+LOG4J2 = """\
+status = error
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+def java_command(libs: Path, node: Node, main_class: str, *args: str) -> list[str]:
+    heap = os.environ.get("ZS_KAFKA_HEAP", "512m")
+    return [
+        "java",
+        "-Xms128m",
+        f"-Xmx{heap}",
+        "-XX:+UseSerialGC",  # small heaps on 2 cores: no concurrent GC threads competing with the tests
+        "-XX:CICompilerCount=2",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={node.home / 'log4j2.properties'}",
+        "-cp",
+        f"{libs}/*",
+        main_class,
+        *args,
+    ]
+
+
+# ---------------------------------------------------------------------------------------- processes
+
+
+def running_pid(node: Node) -> int | None:
+    try:
+        pid = int(node.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except FileNotFoundError:
+        return None
+    return pid if "kafka.Kafka" in cmdline and str(node.home) in cmdline else None
+
+
+def port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def prepare_node(libs: Path, cluster: Cluster, node: Node, cluster_id: str) -> None:
+    node.home.mkdir(parents=True, exist_ok=True)
+    (node.home / "server.properties").write_text(server_properties(cluster, node))
+    (node.home / "log4j2.properties").write_text(LOG4J2.format(log=node.home / "kafka.log"))
+    if (node.log_dir / "meta.properties").exists():
+        return
+    cmd = java_command(
+        libs, node, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+        "-c", str(node.home / "server.properties"), "--ignore-formatted",
+    )  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise LauncherError(f"formatting node {node.node_id} failed: {result.stderr.strip()[-300:]}")
+
+
+def spawn_node(libs: Path, node: Node) -> subprocess.Popen[bytes]:
+    for port in (node.client_port, node.controller_port):
+        if port_open(port):
+            raise LauncherError(f"port {port} is already in use; choose another --base-port")
+    out = node.server_log.open("w")
+    cmd = java_command(libs, node, "kafka.Kafka", str(node.home / "server.properties"))
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    node.pid_file.write_text(f"{proc.pid}\n")
+    return proc
+
+
+def node_ready(node: Node) -> bool:
+    log = node.home / "kafka.log"
+    if not log.exists() or not port_open(node.client_port):
+        return False
+    with log.open(errors="replace") as handle:
+        return any(READY_LINE in line for line in handle)
+
+
+def wait_ready(spawned: dict[Node, subprocess.Popen[bytes]], deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    waiting = list(spawned)
+    while waiting:
+        for node in list(waiting):
+            if spawned[node].poll() is not None:
+                tail = node.server_log.read_text(errors="replace")[-600:] if node.server_log.exists() else ""
+                raise LauncherError(f"node {node.node_id} exited during start-up; see {node.home}: {tail!r}")
+            if node_ready(node):
+                waiting.remove(node)
+        if waiting and time.monotonic() > deadline:
+            ids = ", ".join(str(n.node_id) for n in waiting)
+            raise LauncherError(f"node(s) {ids} not ready after {deadline_s:.0f}s; see {cluster_logs(waiting)}")
+        if waiting:
+            time.sleep(0.2)
+
+
+def cluster_logs(nodes: list[Node]) -> str:
+    return ", ".join(str(n.home / "kafka.log") for n in nodes)
+
+
+def stop_node(node: Node, grace_s: float = 30.0) -> bool:
+    pid = running_pid(node)
+    if pid is None:
+        node.pid_file.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while running_pid(node) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if running_pid(node) is not None:
+        os.kill(pid, signal.SIGKILL)
+        while running_pid(node) is not None:
+            time.sleep(0.05)
+    node.pid_file.unlink(missing_ok=True)
+    return True
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+def resolve_cluster(data_dir: Path, nodes: int | None, base_port: int | None) -> tuple[Cluster, str]:
+    saved = load_layout(data_dir)
+    if saved is not None:
+        saved_nodes, saved_port, cluster_id = saved
+        if nodes not in (None, saved_nodes) or base_port not in (None, saved_port):
+            raise LauncherError(
+                f"{data_dir} holds a {saved_nodes}-node cluster on base port {saved_port}; "
+                "stop it and remove the directory, or use another --data-dir"
+            )
+        return Cluster.layout(data_dir, saved_nodes, saved_port), cluster_id
+    return Cluster.layout(data_dir, nodes or 1, base_port or DEFAULT_BASE_PORT), new_cluster_id()
+
+
+def start(data_dir: Path, nodes: int | None, base_port: int | None, only: int | None, wait_s: float) -> Cluster:
+    if nodes not in (None, 1, 3):
+        raise LauncherError("--nodes must be 1 or 3")
+    libs = ensure_jars(default_cache())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cluster, cluster_id = resolve_cluster(data_dir, nodes, base_port)
+    save_layout(cluster, cluster.nodes[0].client_port, cluster_id)
+    spawned = {}
+    for node in cluster.nodes:
+        if (only is None or node.node_id == only) and running_pid(node) is None:
+            prepare_node(libs, cluster, node, cluster_id)
+            spawned[node] = spawn_node(libs, node)
+    wait_ready(spawned, wait_s)
+    return cluster
+
+
+def existing_cluster(data_dir: Path) -> Cluster:
+    saved = load_layout(data_dir)
+    if saved is None:
+        raise LauncherError(f"no cluster in {data_dir}; run `start` first")
+    nodes, base_port, _ = saved
+    return Cluster.layout(data_dir, nodes, base_port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kafkalocal", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="state directory")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_start = sub.add_parser("start", help="start the cluster (or one node of it) and wait until ready")
+    p_start.add_argument("--nodes", type=int, choices=(1, 3), help="1 (default) or 3 nodes")
+    p_start.add_argument("--base-port", type=int, help=f"first client port (default {DEFAULT_BASE_PORT})")
+    p_start.add_argument("--node", type=int, help="start only this node id (1-based)")
+    p_start.add_argument("--wait", type=float, default=120.0, help="seconds to wait for readiness")
+    p_stop = sub.add_parser("stop", help="stop every node, or one")
+    p_stop.add_argument("--node", type=int, help="stop only this node id (1-based)")
+    sub.add_parser("status", help="show which nodes run; exit 3 unless all do")
+    sub.add_parser("bootstrap", help="print the bootstrap servers")
+    sub.add_parser("fetch", help="resolve the Kafka jars into the cache and print where")
+    args = parser.parse_args(argv)
+    data_dir: Path = args.data_dir.expanduser().resolve()
+    try:
+        if args.command == "fetch":
+            print(ensure_jars(default_cache()))
+        elif args.command == "start":
+            began = time.monotonic()
+            cluster = start(data_dir, args.nodes, args.base_port, args.node, args.wait)
+            print(f"kafka ready in {time.monotonic() - began:.1f}s: {cluster.bootstrap}", file=sys.stderr)
+            print(cluster.bootstrap)
+        elif args.command == "stop":
+            cluster = existing_cluster(data_dir)
+            for node in cluster.nodes:
+                if args.node is None or node.node_id == args.node:
+                    stopped = stop_node(node)
+                    print(f"node {node.node_id}: {'stopped' if stopped else 'was not running'}")
+        elif args.command == "status":
+            cluster = existing_cluster(data_dir)
+            up = [running_pid(node) is not None for node in cluster.nodes]
+            for node, running in zip(cluster.nodes, up, strict=True):
+                print(f"node {node.node_id} {node.bootstrap}: {'running' if running else 'stopped'}")
+            print(f"bootstrap: {cluster.bootstrap}")
+            return 0 if all(up) else 3
+        elif args.command == "bootstrap":
+            print(existing_cluster(data_dir).bootstrap)
+    except LauncherError as err:
+        print(f"kafkalocal: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""The admin seam: the only module that talks to Kafka's admin API. Errors leave it as ConfigError."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import time
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+from stream.errors import ConfigError
+from stream.kafka.config import KafkaSettings
+from stream.topics import Action, AlterConfig, CreateTopic, ExistingTopic, IncreasePartitions
+
+_TIMEOUT_S = 10.0
+
+
+class KafkaAdmin:
+    def __init__(self, *, settings: KafkaSettings, timeout_s: float = _TIMEOUT_S) -> None:
+        self._settings = settings
+        self._timeout_s = timeout_s
+        config: dict[str, object] = {**settings.client_config(), "logger": logging.getLogger("librdkafka")}
+        self._client = AdminClient(config)
+
+    def broker_count(self) -> int:
+        """The number of brokers; raises ConfigError naming the servers when none answers."""
+        try:
+            metadata = self._client.list_topics(timeout=self._timeout_s)
+        except KafkaException:
+            raise ConfigError(
+                f"KAFKA_BOOTSTRAP_SERVERS: no broker answered at {self._settings.bootstrap_servers} "
+                f"within {self._timeout_s:.0f}s"
+            ) from None
+        return len(metadata.brokers)
+
+    def existing_topics(self, names: Iterable[str]) -> dict[str, ExistingTopic]:
+        metadata = self._client.list_topics(timeout=self._timeout_s)
+        present = [name for name in names if name in metadata.topics]
+        if not present:
+            return {}
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in present]
+        described = self._client.describe_configs(resources)
+        found = {}
+        for resource, future in described.items():
+            entries = _result(future, f"describing topic {resource.name}")
+            found[resource.name] = ExistingTopic(
+                name=resource.name,
+                partitions=len(metadata.topics[resource.name].partitions),
+                config={key: entry.value for key, entry in entries.items() if entry.value is not None},
+            )
+        return found
+
+    def apply(self, actions: Iterable[Action]) -> None:
+        for action in actions:
+            match action:
+                case CreateTopic(spec=spec):
+                    new = NewTopic(
+                        spec.name,
+                        num_partitions=spec.partitions,
+                        replication_factor=spec.replication_factor,
+                        config=dict(spec.config),
+                    )
+                    for future in self._client.create_topics([new]).values():
+                        _result(future, f"creating topic {spec.name}", tolerate=KafkaError.TOPIC_ALREADY_EXISTS)
+                    self._wait_until_visible(spec.name, spec.partitions)
+                case AlterConfig(topic=topic, changes=changes):
+                    entries = [
+                        ConfigEntry(key, wanted, incremental_operation=AlterConfigOpType.SET)
+                        for key, (_, wanted) in changes.items()
+                    ]
+                    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=entries)
+                    for future in self._client.incremental_alter_configs([resource]).values():
+                        _result(future, f"altering topic {topic}")
+                case IncreasePartitions(topic=topic, wanted=wanted):
+                    for future in self._client.create_partitions([NewPartitions(topic, wanted)]).values():
+                        _result(future, f"adding partitions to {topic}")
+                case _:
+                    pass  # warnings are for people, not for the cluster
+
+
+    def _wait_until_visible(self, topic: str, partitions: int) -> None:
+        """Metadata spreads asynchronously: wait until every partition has a leader, so a run right
+        after this one sees the topic and plans nothing."""
+        deadline = time.monotonic() + self._timeout_s
+        while time.monotonic() < deadline:
+            found = self._client.list_topics(topic=topic, timeout=self._timeout_s).topics.get(topic)
+            if found is not None and found.error is None and len(found.partitions) >= partitions:
+                if all(p.leader >= 0 for p in found.partitions.values()):
+                    return
+            time.sleep(0.1)
+        raise ConfigError(f"topic {topic} was created but has no leader after {self._timeout_s:.0f}s")
+
+
+def _result(future: object, doing: str, *, tolerate: int | None = None) -> dict[str, ConfigEntry]:
+    try:
+        value = future.result()  # type: ignore[attr-defined]
+    except KafkaException as err:
+        error = err.args[0] if err.args else None
+        if tolerate is not None and isinstance(error, KafkaError) and error.code() == tolerate:
+            return {}
+        raise ConfigError(f"Kafka refused {doing}: {error.str() if error else err}") from None
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,54 @@
+"""Logging: structlog key-value lines on stderr, JSON when not on a terminal (or `STREAM_LOG_FORMAT=json`).
+
+librdkafka's own log lines are routed through the standard `logging` module into the same stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+
+import structlog
+
+from stream.errors import ConfigError
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def configure_logging(env: Mapping[str, str]) -> None:
+    level_name = env.get("STREAM_LOG_LEVEL", "info").lower()
+    if level_name not in _LEVELS:
+        raise ConfigError(f"STREAM_LOG_LEVEL: {level_name!r} is not one of {', '.join(_LEVELS)}")
+    log_format = env.get("STREAM_LOG_FORMAT", "console" if sys.stderr.isatty() else "json").lower()
+    if log_format not in {"console", "json"}:
+        raise ConfigError(f"STREAM_LOG_FORMAT: {log_format!r} is not 'console' or 'json'")
+    renderer: structlog.typing.Processor = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if log_format == "console"
+        else structlog.processors.JSONRenderer()
+    )
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level_name]),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(_LEVELS[level_name])
+    # Connection chatter from librdkafka is noise at info level; its warnings and errors are not.
+    logging.getLogger("librdkafka").setLevel(max(logging.WARNING, _LEVELS[level_name]))
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,0 +1,158 @@
+"""A real Kafka broker for the tests, and small helpers to produce and consume on it.
+
+Broker choice (ARCHITECTURE.md §3): `KAFKA_BOOTSTRAP_SERVERS` if set; testcontainers when a Docker
+engine answers; otherwise the native launcher in ops/kafka (jars from Maven Central, Java 17, KRaft).
+No path skips: a test that needs Kafka fails when no broker can be had, in CI and on a laptop alike.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCHER = REPO / "ops" / "kafka" / "kafkalocal.py"
+TESTCONTAINERS_IMAGE = "confluentinc/cp-kafka:8.0.0"  # Apache Kafka 4.0, KRaft
+
+
+def load_launcher() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("kafkalocal", LAUNCHER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["kafkalocal"] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port_pair() -> int:
+    """A port p such that p and p+1 are free now (client and controller listener of one node)."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port < 65000 and all(_free(p) for p in range(port, port + 6)):
+            return port
+    raise RuntimeError("no free port range found on 127.0.0.1")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def docker_engine_answers() -> bool:
+    try:
+        import docker  # noqa: PLC0415
+
+        client = docker.from_env(timeout=3)
+        return bool(client.ping())
+    except Exception:
+        return False
+
+
+@contextmanager
+def native_cluster(data_dir: Path, *, nodes: int = 1) -> Iterator[tuple[str, ModuleType]]:
+    launcher = load_launcher()
+    base_port = free_port_pair()
+    cluster = launcher.start(data_dir, nodes, base_port, None, 180.0)
+    try:
+        yield cluster.bootstrap, launcher
+    finally:
+        for node in cluster.nodes:
+            launcher.stop_node(node)
+
+
+@contextmanager
+def session_broker(data_dir: Path) -> Iterator[tuple[str, str]]:
+    """Yields (bootstrap servers, how it was obtained)."""
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured, "KAFKA_BOOTSTRAP_SERVERS"
+        return
+    if docker_engine_answers():
+        from testcontainers.community.kafka import KafkaContainer  # noqa: PLC0415
+
+        with KafkaContainer(TESTCONTAINERS_IMAGE).with_kraft() as container:
+            yield container.get_bootstrap_server(), f"testcontainers {TESTCONTAINERS_IMAGE}"
+        return
+    with native_cluster(data_dir) as (bootstrap, _):
+        yield bootstrap, "native launcher ops/kafka/kafkalocal.py"
+
+
+def unique_topic(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def create_topics(bootstrap: str, names: Iterable[str], *, partitions: int = 1, replication: int = 1) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(n, partitions, replication) for n in names], operation_timeout=30)
+    for future in futures.values():
+        future.result(timeout=60)
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[str | None, bytes | dict[str, Any]]],
+    *,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> int:
+    """Produce (key, value) records with acks=all; dict values are JSON-encoded. Returns the count."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    errors: list[str] = []
+
+    def delivered(err: Any, _msg: Message) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    count = 0
+    for key, value in records:
+        payload = value if isinstance(value, bytes) else json.dumps(value).encode()
+        producer.produce(topic, key=key, value=payload, headers=headers, on_delivery=delivered)
+        producer.poll(0)
+        count += 1
+    remaining = producer.flush(60)
+    assert remaining == 0 and not errors, f"produce failed: {remaining} unflushed, errors {errors[:3]}"
+    return count
+
+
+def consume(bootstrap: str, topic: str, *, count: int, timeout_s: float = 60.0) -> list[Message]:
+    """Read `count` records from the beginning of `topic` with a throw-away group; fail at the deadline."""
+    import time  # noqa: PLC0415
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique_topic("reader"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(messages) < count and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                messages.append(msg)
+    finally:
+        consumer.close()
+    assert len(messages) >= count, f"read {len(messages)} of {count} records from {topic} in {timeout_s}s"
+    return messages
