@@ -1,0 +1,437 @@
+"""The seam to Zendesk: the only code in the project that touches httpx.
+
+Every method returns a classified `Result` (`Ok | RateLimited | Transient | Rejected`, see `classify`);
+no httpx exception escapes. 401/403 (and answers that show the base URL is wrong) raise
+`ZendeskConfigError` instead: nothing can succeed until a human fixes the settings, and an exception
+stops the consumer without every call site having to pass the problem up.
+
+The client never retries and never waits: retries and pacing belong to the executor and the rate
+governor, which read `RateLimited`/`Transient` and `client.rate_limits`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal
+from urllib.parse import quote
+
+import httpx
+import structlog
+
+from stream import __version__
+from stream.errors import InvalidEvent, ZendeskConfigError
+from stream.outcomes import DlqReason
+from stream.zendesk.cache import FieldDefinitions, FieldKind, ZendeskCache
+from stream.zendesk.classify import (
+    AuthProblem,
+    Classified,
+    Failure,
+    Ok,
+    RateLimited,
+    Rejected,
+    Result,
+    Transient,
+    TransientReason,
+    classify,
+    classify_exception,
+    is_duplicate_field_key,
+    is_record_not_found,
+)
+from stream.zendesk.connection import ZendeskConnection
+from stream.zendesk.ratelimit import RateLimitState, parse_rate_limit
+
+PAGE_SIZE: Final = 100
+DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0, pool=10.0)
+DEFAULT_LIMITS: Final = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30.0)
+
+_Step = tuple[str | httpx.URL, dict[str, str] | None]  # (url, params) of the next page
+_FIELD_PATHS: Final = {
+    FieldKind.USER: "/api/v2/user_fields",
+    FieldKind.ORGANIZATION: "/api/v2/organization_fields",
+}
+
+
+class ZendeskClient:
+    def __init__(
+        self,
+        *,
+        connection: ZendeskConnection,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        transport: httpx.AsyncBaseTransport | None = None,
+        cache: ZendeskCache | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_pages: int = 100,
+    ) -> None:
+        self.connection = connection
+        self.cache = cache if cache is not None else ZendeskCache()
+        self.rate_limits = RateLimitState()
+        self._logger = structlog.get_logger(__name__)
+        self._clock = clock
+        self._max_pages = max_pages
+        self._secrets = connection.secrets
+        self._origin = httpx.URL(connection.base_url)
+        self._http = httpx.AsyncClient(
+            base_url=connection.base_url,
+            headers={
+                "Accept": "application/json",
+                "User-Agent": f"zendesk-stream/{__version__}",
+                "Authorization": connection.auth.authorization().reveal(),
+            },
+            timeout=timeout,
+            limits=limits,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> ZendeskClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return f"ZendeskClient(base_url={self.connection.base_url!r})"
+
+    # --- users ---------------------------------------------------------------------------------------
+
+    async def create_or_update_user(self, user: Mapping[str, Any]) -> Result:
+        """POST /api/v2/users/create_or_update: 201 created, 200 updated. The answer's id is cached under
+        the external_id and email (both sent and returned)."""
+        result = await self._send("POST", "/api/v2/users/create_or_update", body={"user": user})
+        if isinstance(result, Ok):
+            user_id = self.cache.learn_user(result.json.get("user"))
+            if user_id is not None:
+                self.cache.remember_user_id(
+                    user_id, external_id=user.get("external_id"), email=user.get("email")
+                )
+        return result
+
+    async def show_user(self, user_id: int) -> Result:
+        result = await self._send("GET", "/api/v2/users/{id}", _path("/api/v2/users/{}", user_id))
+        if isinstance(result, Ok):
+            self.cache.learn_user(result.json.get("user"))
+        elif isinstance(result, Rejected) and is_record_not_found(result):
+            self.cache.forget_user(user_id)
+        return result
+
+    async def find_users_by_external_id(self, external_id: str) -> Result:
+        """GET /api/v2/users/search?external_id=: an exact (case-insensitive) match, not search syntax."""
+        result = await self._send("GET", "/api/v2/users/search", params={"external_id": external_id})
+        if isinstance(result, Ok):
+            self._learn_single(result, "users", "external_id", external_id, self.cache.learn_user)
+        return result
+
+    async def search_users_by_email(self, email: str) -> Result:
+        """GET /api/v2/users/search?query=email:"…". Search can lag behind writes; only an exact primary
+        email match is cached."""
+        escaped = email.replace("\\", "\\\\").replace('"', '\\"')
+        result = await self._send("GET", "/api/v2/users/search", params={"query": f'email:"{escaped}"'})
+        if isinstance(result, Ok):
+            self._learn_single(result, "users", "email", email, self.cache.learn_user)
+        return result
+
+    # --- custom fields -------------------------------------------------------------------------------
+
+    async def list_user_fields(self) -> Result:
+        """All user fields (every page) as `Ok(200, {"user_fields": [...]})`; refreshes the cache."""
+        return await self._list_fields(FieldKind.USER)
+
+    async def list_organization_fields(self) -> Result:
+        return await self._list_fields(FieldKind.ORGANIZATION)
+
+    async def field_definitions(
+        self, kind: FieldKind, *, refresh: bool = False
+    ) -> FieldDefinitions | Failure:
+        """The cached complete list of fields, listed from Zendesk when not cached or when `refresh`."""
+        cached = self.cache.fields(kind)
+        if cached is not None and not refresh:
+            return cached
+        result = await self._list_fields(kind)
+        if not isinstance(result, Ok):
+            return result
+        stored = self.cache.fields(kind)
+        assert stored is not None  # _list_fields stored it
+        return stored
+
+    async def create_user_field(
+        self, key: str, type: str, title: str, description: str | None = None
+    ) -> Result:
+        return await self._create_field(FieldKind.USER, key, type, title, description)
+
+    async def create_organization_field(
+        self, key: str, type: str, title: str, description: str | None = None
+    ) -> Result:
+        return await self._create_field(FieldKind.ORGANIZATION, key, type, title, description)
+
+    async def _list_fields(self, kind: FieldKind) -> Result:
+        envelope = f"{kind}_fields"
+        result = await self._list_all(_FIELD_PATHS[kind], envelope)
+        if isinstance(result, Ok):
+            self.cache.store_fields(FieldDefinitions.from_json(kind, result.json[envelope]))
+        return result
+
+    async def _create_field(
+        self, kind: FieldKind, key: str, type: str, title: str, description: str | None
+    ) -> Result:
+        """A 422 "key taken" means someone else created it: the cached list is stale, so it is dropped."""
+        field = {"key": key, "type": type, "title": title}
+        if description is not None:
+            field["description"] = description
+        body = {f"{kind}_field": field}
+        result = await self._send("POST", _FIELD_PATHS[kind], body=body)
+        if isinstance(result, Ok):
+            self.cache.add_field(kind, result.json.get(f"{kind}_field"))
+        elif isinstance(result, Rejected) and is_duplicate_field_key(result):
+            self.cache.invalidate_fields(kind)
+        return result
+
+    # --- organizations and memberships ---------------------------------------------------------------
+
+    async def create_or_update_organization(self, organization: Mapping[str, Any]) -> Result:
+        """POST /api/v2/organizations/create_or_update (matched on id or external_id, never on name)."""
+        path = "/api/v2/organizations/create_or_update"
+        result = await self._send("POST", path, body={"organization": organization})
+        if isinstance(result, Ok):
+            self.cache.learn_organization(result.json.get("organization"))
+        return result
+
+    async def search_organizations_by_external_id(self, external_id: str) -> Result:
+        path = "/api/v2/organizations/search"
+        result = await self._send("GET", path, params={"external_id": external_id})
+        if isinstance(result, Ok):
+            self._learn_single(
+                result, "organizations", "external_id", external_id, self.cache.learn_organization
+            )
+        return result
+
+    async def show_organization(self, organization_id: int) -> Result:
+        path = _path("/api/v2/organizations/{}", organization_id)
+        result = await self._send("GET", "/api/v2/organizations/{id}", path)
+        if isinstance(result, Ok):
+            self.cache.learn_organization(result.json.get("organization"))
+        elif isinstance(result, Rejected) and is_record_not_found(result):
+            self.cache.forget_organization(organization_id)
+        return result
+
+    async def create_membership(self, user_id: int, organization_id: int) -> Result:
+        """POST /api/v2/organization_memberships. "Already a member" is a 422: see `is_already_member`."""
+        membership = {"user_id": _id(user_id), "organization_id": _id(organization_id)}
+        return await self._send(
+            "POST", "/api/v2/organization_memberships", body={"organization_membership": membership}
+        )
+
+    async def list_user_memberships(self, user_id: int) -> Result:
+        """All of a user's memberships (every page) as `Ok(200, {"organization_memberships": [...]})`."""
+        path = _path("/api/v2/users/{}/organization_memberships", user_id)
+        template = "/api/v2/users/{user_id}/organization_memberships"
+        return await self._list_all(path, "organization_memberships", template=template)
+
+    async def delete_membership(self, user_id: int, membership_id: int) -> Result:
+        """204 on success. A 404 means it is already gone (the caller decides whether that is success)."""
+        path = _path("/api/v2/users/{}/organization_memberships/{}", user_id, membership_id)
+        return await self._send("DELETE", "/api/v2/users/{user_id}/organization_memberships/{id}", path)
+
+    # --- events and jobs -----------------------------------------------------------------------------
+
+    async def send_event(self, body: Mapping[str, Any]) -> Result:
+        """POST /api/v2/user_profiles/events: 202 `{"profile_id", "status": "received", "user_id"}`.
+        Not idempotent in Zendesk: the caller must not resend an event whose answer was Ok."""
+        return await self._send("POST", "/api/v2/user_profiles/events", body=body)
+
+    async def show_job_status(self, job_id: str) -> Result:
+        path = "/api/v2/job_statuses/" + quote(job_id, safe="")
+        return await self._send("GET", "/api/v2/job_statuses/{id}", path)
+
+    # --- plumbing ------------------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        template: str,
+        url: str | httpx.URL | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Result:
+        """One request, one classified answer, one log line. `template` (e.g. /api/v2/users/{id}) is what
+        gets logged: never the query (emails) nor a body (personal data)."""
+        content = _encode(body) if body is not None else None
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        started = self._clock()
+        try:
+            response = await self._http.request(
+                method, url if url is not None else template, params=params, content=content, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            failure = classify_exception(exc)
+            self._logger.info(
+                "zendesk.request",
+                method=method,
+                path=template,
+                outcome="transient",
+                reason=str(failure.reason),
+                error=type(exc).__name__,
+                duration_ms=_ms(self._clock() - started),
+            )
+            return failure
+        finished = self._clock()
+        self.rate_limits.observe(parse_rate_limit(response.headers), at=finished)
+        result = classify(response.status_code, response.headers, response.content, secrets=self._secrets)
+        self._log_answer(method, template, response.status_code, _ms(finished - started), result)
+        if isinstance(result, AuthProblem):
+            raise ZendeskConfigError(result.status, self._config_message(method, template, result))
+        return result
+
+    async def _list_all(self, path: str, envelope: str, *, template: str | None = None) -> Result:
+        """GET every page of a cursor-paginated list (page[size]=100, then page[after]=<after_cursor>).
+        `links.next` and offset `next_page` are followed only when they stay on our origin and API."""
+        template = template or path
+        items: list[Any] = []
+        url: str | httpx.URL = path
+        params: dict[str, str] | None = {"page[size]": str(PAGE_SIZE)}
+        seen: set[str] = set()
+        for _ in range(self._max_pages):
+            result = await self._send("GET", template, url, params=params)
+            if not isinstance(result, Ok):
+                return result
+            page = result.json.get(envelope)
+            if not isinstance(page, list):
+                return Transient(TransientReason.BAD_PAGINATION, result.status)
+            items.extend(page)
+            step = self._next_page(path, result.json)
+            if step is None:
+                return Ok(200, {envelope: items})
+            if step == "broken":
+                self._logger.warning("zendesk.unsafe_pagination", path=template)
+                return Transient(TransientReason.BAD_PAGINATION, result.status)
+            url, params = step
+            marker = f"{url}?{params}"
+            if marker in seen:
+                return Transient(TransientReason.BAD_PAGINATION, result.status)
+            seen.add(marker)
+        self._logger.warning("zendesk.pagination_limit", path=template, max_pages=self._max_pages)
+        return Transient(TransientReason.BAD_PAGINATION)
+
+    def _next_page(self, path: str, page: Mapping[str, Any]) -> _Step | Literal["broken"] | None:
+        """Where the next page is: None after the last page; "broken" when it cannot be followed safely."""
+        meta = page.get("meta")
+        links = page.get("links")
+        if isinstance(meta, Mapping) and "has_more" in meta:
+            if meta.get("has_more") is not True:
+                return None
+            cursor = meta.get("after_cursor")
+            if isinstance(cursor, str) and cursor:
+                return path, {"page[size]": str(PAGE_SIZE), "page[after]": cursor}
+            nxt = links.get("next") if isinstance(links, Mapping) else None
+        else:
+            nxt = page.get("next_page")
+            if nxt is None:
+                return None
+        link = self._safe_link(nxt)
+        return "broken" if link is None else (link, None)
+
+    def _safe_link(self, link: object) -> httpx.URL | None:
+        """A pagination link we may follow: same scheme, host and port as the base URL, under its /api/v2/."""
+        if not isinstance(link, str):
+            return None
+        try:
+            url = httpx.URL(link)
+        except httpx.InvalidURL:
+            return None
+        origin = self._origin
+        api_root = origin.path.rstrip("/") + "/api/v2/"
+        same = (url.scheme, url.host, url.port) == (origin.scheme, origin.host, origin.port)
+        return url if same and url.path.startswith(api_root) and not url.userinfo else None
+
+    def _learn_single(
+        self, result: Ok, envelope: str, attribute: str, wanted: str, learn: Callable[[object], int | None]
+    ) -> None:
+        """Cache the answer of a lookup only when exactly one record matches exactly (case-insensitively)."""
+        found = result.json.get(envelope)
+        if not isinstance(found, list):
+            return
+        matching = [r for r in found if isinstance(r, Mapping) and _same(r.get(attribute), wanted)]
+        if len(found) == 1 and len(matching) == 1:
+            learn(matching[0])
+
+    def _log_answer(
+        self, method: str, template: str, status: int, duration_ms: float, result: Classified
+    ) -> None:
+        fields: dict[str, Any] = {
+            "method": method,
+            "path": template,
+            "status": status,
+            "duration_ms": duration_ms,
+        }
+        match result:
+            case Ok():
+                self._logger.debug("zendesk.request", outcome="ok", **fields)
+            case RateLimited(retry_after_s=wait, bucket=bucket):
+                self._logger.info(
+                    "zendesk.request", outcome="rate_limited", retry_after_s=wait, bucket=bucket, **fields
+                )
+            case Transient(reason=reason):
+                self._logger.info("zendesk.request", outcome="transient", reason=str(reason), **fields)
+            case Rejected(error_code=code, body_excerpt=excerpt):
+                self._logger.info("zendesk.request", outcome="rejected", error_code=code, **fields)
+                self._logger.debug(
+                    "zendesk.rejected_body", path=template, status=status, body_excerpt=excerpt
+                )
+            case AuthProblem(message=message):
+                self._logger.error("zendesk.request", outcome="config_problem", message=message, **fields)
+
+    def _config_message(self, method: str, template: str, problem: AuthProblem) -> str:
+        call = f"{method} {template}"
+        if problem.status == 401:
+            settings = self._auth_settings
+            return f"Zendesk refused the credentials on {call} (401: {problem.message}); check {settings}"
+        if problem.status == 403:
+            return (
+                f"Zendesk refused {call} (403: {problem.message}); check the permissions of "
+                f"{self._auth_settings} and the account's plan"
+            )
+        return f"{problem.message} on {call}; check ZENDESK_SUBDOMAIN/ZENDESK_BASE_URL"
+
+    @property
+    def _auth_settings(self) -> str:
+        return self.connection.auth.settings
+
+
+def _encode(body: Mapping[str, Any]) -> bytes:
+    """Strict JSON: NaN and Infinity are not JSON and Zendesk would refuse them; the event is unusable."""
+    try:
+        return json.dumps(body, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except ValueError as exc:
+        if "Out of range float" in str(exc):
+            raise InvalidEvent(
+                DlqReason.INVALID_PAYLOAD, "a value is NaN or Infinity, which JSON cannot carry"
+            ) from None
+        if isinstance(exc, UnicodeEncodeError):
+            raise InvalidEvent(
+                DlqReason.INVALID_PAYLOAD, "a string is not valid Unicode (lone surrogate)"
+            ) from None
+        raise
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def _id(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"not a Zendesk id: {value!r}")
+    return value
+
+
+def _path(pattern: str, *ids: int) -> str:
+    return pattern.format(*(_id(i) for i in ids))
+
+
+def _same(value: object, wanted: str) -> bool:
+    return isinstance(value, str) and value.lower() == wanted.lower()
