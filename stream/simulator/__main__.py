@@ -1,0 +1,3 @@
+from stream.simulator.cli import main
+
+raise SystemExit(main())
