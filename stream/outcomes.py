@@ -6,6 +6,7 @@ ARCHITECTURE.md §2.3) and the skip metric's `reason` label: never rename one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -40,6 +41,17 @@ _CLASS_OF: dict[DlqReason, ErrorClass] = {
 }
 
 
+class RetryReason(StrEnum):
+    """Why a record was written to the retry topic (`zs.error.reason` of retry records)."""
+
+    RETRY_SCHEDULED = "retry_scheduled"  # its transient failure outlived the in-place budget
+    PARKED_BEHIND = "parked_behind"  # an earlier event of its key is in the retry path: order first
+
+    @property
+    def error_class(self) -> ErrorClass:
+        return ErrorClass.TRANSIENT
+
+
 class SkipReason(StrEnum):
     """Why an event was deliberately not sent. Skips are committed and counted, never dead-lettered."""
 
@@ -48,3 +60,45 @@ class SkipReason(StrEnum):
     MISSING_NAME = "missing_name"
     EVENT_NOT_ENABLED = "event_not_enabled"
     MISSING_USER_ID = "missing_user_id"
+
+
+# ------------------------------------------------------------------------------ what one event came to
+# The delivery of one event ends in exactly one of these; the engine decides what happens next
+# (commit, dead-letter, retry). Rate limits are not outcomes: the client waits them out.
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """Zendesk accepted every operation of the plan."""
+
+    operations: int
+    summary: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Deliberately not sent (ARCHITECTURE.md §2.4): committed, counted, logged once."""
+
+    reason: SkipReason
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Permanent: retrying cannot help. The record goes to the dead-letter topic with this reason."""
+
+    reason: DlqReason
+    message: str
+    http_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transient:
+    """Might succeed later (5xx, timeouts, connection errors): retry, in place first."""
+
+    message: str
+    http_status: int | None = None
+    retry_after_s: float | None = None
+
+
+Outcome = Delivered | Skipped | DeadLetter | Transient

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-
 import time
+from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
@@ -28,8 +27,7 @@ class KafkaAdmin:
     def __init__(self, *, settings: KafkaSettings, timeout_s: float = _TIMEOUT_S) -> None:
         self._settings = settings
         self._timeout_s = timeout_s
-        config: dict[str, object] = {**settings.client_config(), "logger": logging.getLogger("librdkafka")}
-        self._client = AdminClient(config)
+        self._client = AdminClient(settings.client_config(), logger=logging.getLogger("librdkafka"))
 
     def broker_count(self) -> int:
         """The number of brokers; raises ConfigError naming the servers when none answers."""
@@ -70,7 +68,7 @@ class KafkaAdmin:
                         config=dict(spec.config),
                     )
                     for future in self._client.create_topics([new]).values():
-                        _result(future, f"creating topic {spec.name}", tolerate=KafkaError.TOPIC_ALREADY_EXISTS)
+                        _result(future, f"creating {spec.name}", tolerate=KafkaError.TOPIC_ALREADY_EXISTS)
                     self._wait_until_visible(spec.name, spec.partitions)
                 case AlterConfig(topic=topic, changes=changes):
                     entries = [
@@ -86,16 +84,15 @@ class KafkaAdmin:
                 case _:
                     pass  # warnings are for people, not for the cluster
 
-
     def _wait_until_visible(self, topic: str, partitions: int) -> None:
         """Metadata spreads asynchronously: wait until every partition has a leader, so a run right
         after this one sees the topic and plans nothing."""
         deadline = time.monotonic() + self._timeout_s
         while time.monotonic() < deadline:
             found = self._client.list_topics(topic=topic, timeout=self._timeout_s).topics.get(topic)
-            if found is not None and found.error is None and len(found.partitions) >= partitions:
-                if all(p.leader >= 0 for p in found.partitions.values()):
-                    return
+            leaders = [] if found is None or found.error else [p.leader for p in found.partitions.values()]
+            if len(leaders) >= partitions and all(leader >= 0 for leader in leaders):
+                return
             time.sleep(0.1)
         raise ConfigError(f"topic {topic} was created but has no leader after {self._timeout_s:.0f}s")
 

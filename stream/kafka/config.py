@@ -38,7 +38,7 @@ class KafkaSettings:
     dlq_topic: str
     client_overrides: Mapping[str, str] = field(default_factory=dict)
 
-    def client_config(self) -> dict[str, str]:
+    def client_config(self) -> dict[str, str | int | float | bool]:
         """Base librdkafka configuration shared by consumer, producer and admin client."""
         return {"bootstrap.servers": self.bootstrap_servers, **self.client_overrides}
 

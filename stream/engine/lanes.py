@@ -1,0 +1,110 @@
+"""Per-key lanes: which record may start now.
+
+Within a partition, the records of one key run strictly one at a time, in offset order. Different keys
+run concurrently, up to the in-flight limit, oldest waiting key first. A lane's head record may carry a
+time before which it must not start (a retry's back-off, a retry record's not-before): the lane waits
+without holding an in-flight slot, and the other keys go on. Pure bookkeeping, no I/O and no clock of
+its own: the runner passes `now`, starts the work and reports its end.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Iterable, Iterator
+
+from stream.engine.records import InboundRecord
+
+LaneId = tuple[str, int, str]  # topic, partition, key
+
+
+class Lanes:
+    def __init__(self, *, max_in_flight: int) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self._max_in_flight = max_in_flight
+        self._queues: dict[LaneId, deque[tuple[InboundRecord, float]]] = {}
+        self._running: set[LaneId] = set()
+        self._ready: deque[LaneId] = deque()  # head record due, waiting for a slot
+        self._timed: list[tuple[float, int, LaneId]] = []  # (due, tie-break, lane): head not yet due
+        self._waiting_until: dict[LaneId, float] = {}
+        self._tie = itertools.count()
+        self._held: set[tuple[str, int]] = set()  # partitions that may not start new work
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def add(self, lane: LaneId, record: InboundRecord, *, due: float = 0.0) -> None:
+        queue = self._queues.get(lane)
+        if queue is None:
+            queue = self._queues[lane] = deque()
+        queue.append((record, due))
+        if len(queue) == 1 and lane not in self._running:
+            self._enqueue_head(lane, due)
+
+    def startable(self, now: float) -> Iterator[tuple[LaneId, InboundRecord]]:
+        """Lanes to start now (each marked running); stops at the in-flight limit."""
+        while self._timed and self._timed[0][0] <= now:
+            due, _, lane = heapq.heappop(self._timed)
+            if self._waiting_until.get(lane) == due:  # else a stale entry of a dropped or re-timed lane
+                del self._waiting_until[lane]
+                self._ready.append(lane)
+        skipped: list[LaneId] = []
+        while self._ready and len(self._running) < self._max_in_flight:
+            lane = self._ready.popleft()
+            if lane[:2] in self._held:
+                skipped.append(lane)
+                continue
+            self._running.add(lane)
+            yield lane, self._queues[lane][0][0]
+        self._ready.extendleft(reversed(skipped))
+
+    def next_due(self) -> float | None:
+        """When the earliest waiting lane becomes due, if any lane waits for a time."""
+        while self._timed and self._waiting_until.get(self._timed[0][2]) != self._timed[0][0]:
+            heapq.heappop(self._timed)  # stale entry of a lane dropped or re-timed
+        return self._timed[0][0] if self._timed else None
+
+    def finish(self, lane: LaneId) -> None:
+        """The head record of `lane` is finished: the lane's next record becomes its head."""
+        self._running.discard(lane)
+        queue = self._queues[lane]
+        queue.popleft()
+        if queue:
+            self._enqueue_head(lane, queue[0][1])
+        else:
+            del self._queues[lane]
+
+    def defer(self, lane: LaneId, until: float) -> None:
+        """The head record stays at the head, to start again at `until` (its slot is released now)."""
+        self._running.discard(lane)
+        self._enqueue_head(lane, until)
+
+    def _enqueue_head(self, lane: LaneId, due: float) -> None:
+        if due > 0.0:
+            self._waiting_until[lane] = due
+            heapq.heappush(self._timed, (due, next(self._tie), lane))
+        else:
+            self._ready.append(lane)
+
+    def hold(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Start nothing more from these partitions (revocation, shutdown)."""
+        self._held.update(partitions)
+
+    def release(self, partitions: Iterable[tuple[str, int]]) -> None:
+        self._held.difference_update(partitions)
+
+    def drop(self, partitions: Iterable[tuple[str, int]]) -> int:
+        """Forget every waiting record of these partitions (their running work must be over).
+        Returns how many records were dropped; they are not committed, so their next owner reads them."""
+        gone = set(partitions)
+        dropped = 0
+        for lane in [lane for lane in self._queues if lane[:2] in gone]:
+            dropped += len(self._queues.pop(lane))
+            self._running.discard(lane)
+            self._waiting_until.pop(lane, None)
+        self._ready = deque(lane for lane in self._ready if lane[:2] not in gone)
+        self._held -= gone
+        return dropped

@@ -1,0 +1,87 @@
+"""Read the keys still waiting in the retry path, without joining a group or committing anything.
+
+The parked state of a key is derived from the retry topic itself: a key is parked while a record of it
+sits in a retry partition at or after that partition's committed offset. Reading those keys when an input
+partition is assigned makes the state survive restarts and move between replicas with the partition.
+Finished records above the committed offset are counted too: that can only park a key a little longer
+(its later events take the retry path, in order), never release one too early.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, TopicPartition
+
+from stream.errors import StreamError
+from stream.kafka.config import KafkaSettings
+
+Partition = tuple[str, int]
+
+
+class ScanFailed(StreamError):
+    """The retry topic could not be read within the deadline; the parked state is unknown."""
+
+
+def scan_keys(
+    settings: KafkaSettings, *, group_id: str, partitions: list[Partition], timeout_s: float = 60.0
+) -> dict[Partition, Counter[str]]:
+    """Keys (with their record counts) from each partition's committed offset up to its end now."""
+    found: dict[Partition, Counter[str]] = {p: Counter() for p in partitions}
+    if not partitions:
+        return found
+    consumer = Consumer(
+        {
+            **settings.client_config(),
+            "group.id": group_id,
+            "client.id": f"zendesk-stream-scan-{uuid.uuid4().hex[:6]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        },
+        logger=logging.getLogger("librdkafka"),
+    )
+    try:
+        committed = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout_s)
+        starts: list[TopicPartition] = []
+        ends: dict[Partition, int] = {}
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(tp.topic, tp.partition), timeout=timeout_s
+            )
+            start = tp.offset if tp.offset != OFFSET_INVALID and tp.offset >= 0 else low
+            if start < high:
+                starts.append(TopicPartition(tp.topic, tp.partition, start))
+                ends[(tp.topic, tp.partition)] = high
+        if not starts:
+            return found
+        consumer.assign(starts)
+        deadline = time.monotonic() + timeout_s
+        while ends:
+            if time.monotonic() > deadline:
+                raise ScanFailed(f"reading parked keys from {sorted(ends)} took longer than {timeout_s:.0f}s")
+            for message in consumer.consume(500, 0.2):
+                topic, partition, offset = message.topic(), message.partition(), message.offset()
+                if topic is None or partition is None:
+                    continue
+                part = (topic, partition)
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        ends.pop(part, None)  # read to the end (the last offsets may be control records)
+                    continue
+                if offset is None:
+                    continue
+                if part not in ends or offset >= ends[part]:
+                    continue
+                key = message.key()
+                if key:
+                    found[part][key.decode("utf-8", "replace")] += 1
+                if offset + 1 >= ends[part]:
+                    del ends[part]
+        return found
+    finally:
+        consumer.close()
