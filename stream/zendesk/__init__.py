@@ -24,7 +24,7 @@ from stream.zendesk.classify import (
     parse_error_body,
     parse_retry_after,
 )
-from stream.zendesk.client import ZendeskClient
+from stream.zendesk.client import Exchange, ZendeskClient
 from stream.zendesk.connection import ApiTokenAuth, OAuthAuth, Secret, ZendeskConnection, connection_from
 from stream.zendesk.ratelimit import Bucket, RateLimitInfo, RateLimitState, parse_rate_limit
 
@@ -33,6 +33,7 @@ __all__ = [
     "AuthProblem",
     "Bucket",
     "Classified",
+    "Exchange",
     "Failure",
     "FieldDefinition",
     "FieldDefinitions",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import quote
 
@@ -36,6 +37,7 @@ from stream.zendesk.classify import (
     TransientReason,
     classify,
     classify_exception,
+    excerpt,
     is_duplicate_field_key,
     is_record_not_found,
 )
@@ -46,11 +48,23 @@ PAGE_SIZE: Final = 100
 DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0, pool=10.0)
 DEFAULT_LIMITS: Final = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30.0)
 
+EXCHANGE_EXCERPT_CHARS: Final = 300
+
 _Step = tuple[str | httpx.URL, dict[str, str] | None]  # (url, params) of the next page
 _FIELD_PATHS: Final = {
     FieldKind.USER: "/api/v2/user_fields",
     FieldKind.ORGANIZATION: "/api/v2/organization_fields",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request and its answer, for tools that show the calls (`zendesk-stream explain --send`)."""
+
+    method: str
+    path: str  # the template, e.g. /api/v2/users/{id}: no query string, no body
+    status: int | None  # None: no answer (timeout, connection error)
+    excerpt: str  # the start of the answer's body, secrets blanked; without an answer, why (timeout…)
 
 
 class ZendeskClient:
@@ -64,8 +78,11 @@ class ZendeskClient:
         cache: ZendeskCache | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_pages: int = 100,
+        on_exchange: Callable[[Exchange], None] | None = None,
     ) -> None:
+        """`on_exchange`, when given, is called after every request with what was asked and answered."""
         self.connection = connection
+        self._on_exchange = on_exchange
         self.cache = cache if cache is not None else ZendeskCache()
         self.rate_limits = RateLimitState()
         self._logger = structlog.get_logger(__name__)
@@ -279,11 +296,16 @@ class ZendeskClient:
                 error=type(exc).__name__,
                 duration_ms=_ms(self._clock() - started),
             )
+            if self._on_exchange is not None:
+                self._on_exchange(Exchange(method, template, None, str(failure.reason)))
             return failure
         finished = self._clock()
         self.rate_limits.observe(parse_rate_limit(response.headers), at=finished)
         result = classify(response.status_code, response.headers, response.content, secrets=self._secrets)
         self._log_answer(method, template, response.status_code, _ms(finished - started), result)
+        if self._on_exchange is not None:
+            shown = excerpt(response.content, self._secrets, EXCHANGE_EXCERPT_CHARS)
+            self._on_exchange(Exchange(method, template, response.status_code, shown))
         if isinstance(result, AuthProblem):
             raise ZendeskConfigError(result.status, self._config_message(method, template, result))
         return result
