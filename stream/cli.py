@@ -12,10 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from stream import __version__
-from stream.errors import ConfigError, ZendeskConfigError
+from stream.errors import ConfigError, StreamError, ZendeskConfigError
 from stream.kafka.config import kafka_settings_from_env
 from stream.observability import configure_logging
 
+EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
 DESCRIPTION = """\
@@ -33,6 +34,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"zendesk-stream {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="consume Segment events and apply them to Zendesk (the long-running service)",
+        description=(
+            "Consume the input topic as a member of the consumer group and apply each event to Zendesk. "
+            "Offsets are committed only for finished events; invalid events and permanent rejections go "
+            "to the dead-letter topic with the reason in their headers. SIGTERM or SIGINT stops taking "
+            "work, lets in-flight events finish within STREAM_SHUTDOWN_DEADLINE_S, commits and exits 0."
+        ),
+    )
+    run.add_argument(
+        "--exit-at-end",
+        action="store_true",
+        help="exit 0 once every event that existed at start-up is finished and committed (replays, tests)",
+    )
+    run.set_defaults(handler=_run)
+
+    demo = commands.add_parser(
+        "demo",
+        help="local Kafka + Zendesk simulator + sample events + the consumer, then a summary",
+        description=(
+            "Start a local Kafka broker (ops/kafka) and the Zendesk simulator, produce the sample Segment "
+            "events, run the consumer until it has caught up, and print what reached Zendesk."
+        ),
+    )
+    demo.add_argument("--keep-kafka", action="store_true", help="leave the local broker running afterwards")
+    demo.set_defaults(handler=_demo)
 
     topics = commands.add_parser(
         "topics",
@@ -64,6 +93,33 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     apply.set_defaults(handler=_topics_apply)
 
+    explain = commands.add_parser(
+        "explain",
+        help="the event tester: what the destination would do with an event (--send: do it)",
+        description=(
+            "Print what the destination would do with each event of EVENT.json under the configured "
+            "settings (ZENDESK_SETTINGS): the skip reason, the dead-letter reason and message, or the "
+            "Zendesk calls in order with their JSON bodies. Nothing is written to Zendesk: with "
+            "credentials configured, the custom field definitions are read (GET only) so the plan is "
+            "exact. EVENT.json holds one event, a JSON array of events or JSON lines; '-' reads stdin. "
+            "Exit status: 0 delivered or skipped, 3 dead-lettered, 1 transient failure (--send), "
+            "2 configuration problem."
+        ),
+    )
+    explain.add_argument("event_file", metavar="EVENT.json", help="the event(s) to explain; - for stdin")
+    explain_mode = explain.add_mutually_exclusive_group()
+    explain_mode.add_argument(
+        "--send",
+        action="store_true",
+        help="send the event(s) to Zendesk and show each call's answer and the outcome",
+    )
+    explain_mode.add_argument(
+        "--offline",
+        action="store_true",
+        help="make no request at all: plan as if no custom field existed",
+    )
+    explain.set_defaults(handler=_explain)
+
     simulator = commands.add_parser(
         "simulator",
         help="run the Zendesk simulator, a real HTTP server on loopback",
@@ -87,8 +143,30 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except ZendeskConfigError as err:
         print(f"zendesk-stream: Zendesk refused our credentials ({err.status}): {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except StreamError as err:
+        print(f"zendesk-stream: {err}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+
+
+def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import asyncio  # noqa: PLC0415
+
+    from stream.config import engine_options_from_env, load_config  # noqa: PLC0415
+    from stream.service import check_kafka, run_service  # noqa: PLC0415
+
+    config = load_config(env)
+    options = engine_options_from_env(env)
+    check_kafka(config)
+    result = asyncio.run(run_service(config, options, exit_at_end=args.exit_at_end))
+    return result.exit_code
+
+
+def _demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from stream.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(env, keep_kafka=args.keep_kafka)
 
 
 def _topics_apply(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -116,6 +194,14 @@ def _topics_apply(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         admin.apply(changes)
         print(f"applied {len(changes)} change(s)")
     return 0
+
+
+def _explain(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from stream.explain import run_explain  # noqa: PLC0415
+
+    # The printed explanation is the output: the request log lines stay quiet unless asked for.
+    configure_logging({**env, "STREAM_LOG_LEVEL": env.get("STREAM_LOG_LEVEL") or "warning"})
+    return run_explain(args.event_file, env, send=args.send, offline=args.offline)
 
 
 def _add_simulator_arguments(parser: argparse.ArgumentParser) -> None:

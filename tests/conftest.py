@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from stream.simulator.testing import RunningSimulator, run_simulator
 from tests.support.kafka import create_topics, session_broker, unique_topic
 
 
@@ -36,3 +37,17 @@ def new_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Callable[
         return name
 
     return make
+
+
+@pytest.fixture
+def simulator() -> Iterator[RunningSimulator]:
+    """The Zendesk simulator as a real subprocess on a free loopback port, faithful limits on."""
+    with run_simulator() as running:
+        yield running
+
+
+@pytest.fixture
+def fast_simulator() -> Iterator[RunningSimulator]:
+    """The simulator with rate limits off: for tests about our engine, not about Zendesk's limits."""
+    with run_simulator(extra_args=["--no-rate-limits"]) as running:
+        yield running

@@ -299,7 +299,8 @@ def wait_ready(spawned: dict[Node, subprocess.Popen[bytes]], deadline_s: float) 
                 waiting.remove(node)
         if waiting and time.monotonic() > deadline:
             ids = ", ".join(str(n.node_id) for n in waiting)
-            raise LauncherError(f"node(s) {ids} not ready after {deadline_s:.0f}s; see {cluster_logs(waiting)}")
+            logs = cluster_logs(waiting)
+            raise LauncherError(f"node(s) {ids} not ready after {deadline_s:.0f}s; see {logs}")
         if waiting:
             time.sleep(0.2)
 
@@ -341,7 +342,9 @@ def resolve_cluster(data_dir: Path, nodes: int | None, base_port: int | None) ->
     return Cluster.layout(data_dir, nodes or 1, base_port or DEFAULT_BASE_PORT), new_cluster_id()
 
 
-def start(data_dir: Path, nodes: int | None, base_port: int | None, only: int | None, wait_s: float) -> Cluster:
+def start(
+    data_dir: Path, nodes: int | None, base_port: int | None, only: int | None, wait_s: float
+) -> Cluster:
     if nodes not in (None, 1, 3):
         raise LauncherError("--nodes must be 1 or 3")
     libs = ensure_jars(default_cache())

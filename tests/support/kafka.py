@@ -156,3 +156,9 @@ def consume(bootstrap: str, topic: str, *, count: int, timeout_s: float = 60.0) 
         consumer.close()
     assert len(messages) >= count, f"read {len(messages)} of {count} records from {topic} in {timeout_s}s"
     return messages
+
+
+def create_service_topics(bootstrap: str, topic: str, *, partitions: int = 1) -> None:
+    """The input topic with its retry (same partition count) and dead-letter topics."""
+    create_topics(bootstrap, [topic, f"{topic}.retry"], partitions=partitions)
+    create_topics(bootstrap, [f"{topic}.dlq"], partitions=1)

@@ -1,0 +1,151 @@
+"""`zendesk-stream demo`: the whole path on one machine, with real parts.
+
+A local Apache Kafka broker (ops/kafka, KRaft), the Zendesk simulator as a real HTTP server, the sample
+Segment events of `stream/samples/segment-events.jsonl` (the seed's own examples, deliberate skips and
+dead letters, and a few dozen customers), the consumer until it has caught up, then what reached
+"Zendesk" according to the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from confluent_kafka import Producer
+
+from stream.config import engine_options_from_env, load_config
+from stream.errors import ConfigError
+from stream.events import event_key
+from stream.kafka.admin import KafkaAdmin
+from stream.kafka.config import kafka_settings_from_env
+from stream.service import run_service
+from stream.simulator.testing import run_simulator
+from stream.topics import CreateTopic, load_specs, plan_changes
+
+REPO = Path(__file__).resolve().parent.parent
+LAUNCHER = REPO / "ops" / "kafka" / "kafkalocal.py"
+SAMPLES = Path(__file__).resolve().parent / "samples" / "segment-events.jsonl"
+DEMO_PORT = 39092
+DEMO_SETTINGS = {"events": ["Article Completed"], "removeUsersFromOrganizations": True, "verified": True}
+
+
+def _launcher() -> ModuleType:
+    if not LAUNCHER.exists():
+        raise ConfigError(f"the demo needs a source checkout: {LAUNCHER} not found")
+    spec = importlib.util.spec_from_file_location("kafkalocal", LAUNCHER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["kafkalocal"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_demo(env: Mapping[str, str], *, keep_kafka: bool) -> int:
+    launcher = _launcher()
+    data_dir = launcher.default_data_dir().parent / "demo-kafka"
+    say(f"1. local Kafka (KRaft, data in {data_dir}) ...")
+    began = time.monotonic()
+    try:
+        cluster = launcher.start(
+            data_dir, None, None if (data_dir / "cluster.properties").exists() else DEMO_PORT, None, 180.0
+        )
+    except launcher.LauncherError as err:
+        raise ConfigError(f"local Kafka: {err}") from None
+    say(f"   ready at {cluster.bootstrap} in {time.monotonic() - began:.1f}s")
+    try:
+        return _with_kafka(cluster.bootstrap, env)
+    finally:
+        if not keep_kafka:
+            for node in cluster.nodes:
+                launcher.stop_node(node)
+            say("local Kafka stopped (use --keep-kafka to leave it running)")
+
+
+def _with_kafka(bootstrap: str, env: Mapping[str, str]) -> int:
+    say("2. Zendesk simulator ...")
+    with run_simulator(extra_args=["--plan", "enterprise", "--limit-scale", "20"]) as simulator:
+        say(f"   listening at {simulator.base_url} (Enterprise limits x20, to keep the demo short)")
+        run_id = time.strftime("%Y%m%d-%H%M%S")
+        demo_env = {
+            **{k: v for k, v in env.items() if k.startswith("STREAM_LOG")},
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "STREAM_TOPIC": f"demo-{run_id}.segment.events",
+            "STREAM_GROUP_ID": f"zendesk-stream-demo-{run_id}",
+            "STREAM_LOG_LEVEL": env.get("STREAM_LOG_LEVEL", "warning"),
+            "ZENDESK_SUBDOMAIN": "demo",
+            "ZENDESK_BASE_URL": simulator.base_url,
+            "ZENDESK_EMAIL": simulator.email or "",
+            "ZENDESK_API_TOKEN": simulator.api_token or "",
+            "ZENDESK_SETTINGS": json.dumps(DEMO_SETTINGS),
+        }
+        kafka = kafka_settings_from_env(demo_env)
+        admin = KafkaAdmin(settings=kafka)
+        specs = load_specs(kafka, replication_factor=1)
+        admin.apply(a for a in plan_changes(specs, {}, broker_count=1) if isinstance(a, CreateTopic))
+        count = _produce_samples(bootstrap, kafka.input_topic)
+        say(f"3. produced {count} sample events to {kafka.input_topic}")
+        say(f"4. consuming with settings {json.dumps(DEMO_SETTINGS)} ...")
+        config = load_config(demo_env)
+        began = time.monotonic()
+        result = asyncio.run(run_service(config, engine_options_from_env(demo_env), exit_at_end=True))
+        say(f"   caught up in {time.monotonic() - began:.1f}s")
+        _print_summary(result.summary, simulator.control.state(), simulator.control.requests())
+        return result.exit_code
+
+
+def _produce_samples(bootstrap: str, topic: str) -> int:
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    lines = [line for line in SAMPLES.read_bytes().splitlines() if line.strip()]
+    for line in lines:
+        try:
+            key = event_key(None, json.loads(line))
+        except (ValueError, AttributeError):
+            key = None
+        producer.produce(topic, key=key.encode() if key else None, value=line)
+    if producer.flush(30) != 0:
+        raise ConfigError("local Kafka did not accept the sample events within 30s")
+    return len(lines)
+
+
+def _print_summary(summary: Mapping[str, Any], state: Mapping[str, Any], requests: Any) -> None:
+    users = state.get("users", [])
+    organizations = state.get("organizations", [])
+    memberships = state.get("memberships", state.get("organization_memberships", []))
+    events = state.get("events", [])
+    user_fields = state.get("user_fields", [])
+    org_fields = state.get("organization_fields", [])
+    calls = Counter(f"{r.get('method')} {r.get('status')}" for r in _request_list(requests))
+    say("\n5. what reached Zendesk (the simulator's state):")
+    say(f"   users: {len(users)}  organizations: {len(organizations)}  memberships: {len(memberships)}")
+    say(f"   Sunshine events: {len(events)}")
+    say(f"   custom fields: {len(user_fields)} user, {len(org_fields)} organization")
+    for user in users[:3]:
+        fields = {k: v for k, v in (user.get("user_fields") or {}).items() if v is not None}
+        say(f"   e.g. user {user.get('name')!r} external_id={user.get('external_id')} fields={fields}")
+    say(f"   HTTP calls by method and status: {dict(sorted(calls.items()))}")
+    say("\n   the consumer's own account:")
+    say(
+        f"   received {summary['received']}, delivered {summary['delivered']} "
+        f"({summary['operations']} Zendesk operations), max in flight {summary['max_in_flight_seen']}"
+    )
+    say(f"   skipped (committed, not sent): {summary['skipped']}")
+    say(f"   dead-lettered (see the .dlq topic headers): {summary['dead_lettered']}")
+    say(f"   zendesk client: {summary.get('zendesk', {})}")
+
+
+def _request_list(requests: Any) -> list[Mapping[str, Any]]:
+    if isinstance(requests, Mapping):
+        requests = requests.get("requests", [])
+    return [r for r in requests if isinstance(r, Mapping)] if isinstance(requests, list) else []
