@@ -11,6 +11,15 @@ from stream.simulator.testing import RunningSimulator, run_simulator
 from tests.support.kafka import create_topics, session_broker, unique_topic
 
 
+_BROKERS_USED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which real broker the Kafka tests talked to, so a green run cannot hide a missing one."""
+    for broker in _BROKERS_USED:
+        terminalreporter.write_line(f"Kafka broker used by the tests: {broker}")
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap servers of a real broker, started once per session when none is configured.
@@ -20,7 +29,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir: Path = tmp_path_factory.mktemp("kafka")
     try:
         with session_broker(data_dir) as (bootstrap, source):
-            print(f"\n[kafka] using {bootstrap} from {source}")
+            _BROKERS_USED.append(f"{bootstrap} ({source})")
             yield bootstrap
     except Exception as err:
         pytest.fail(f"no Kafka broker could be had: {err}", pytrace=False)

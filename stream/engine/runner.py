@@ -666,11 +666,13 @@ class Engine:
         try:
             committed = await self._main.call(lambda c: c.committed(parts, timeout=10))
             retry_ends = await self._retry.call(lambda c: _high_watermarks(c, retry_parts))
+            retry_tps = [TopicPartition(t, p) for (t, p), end in retry_ends.items() if end > 0]
+            retry_committed = await self._retry.call(lambda c: c.committed(retry_tps, timeout=10))
         except KafkaException as err:  # e.g. the group coordinator moving: ask again on the next tick
             log.info("committed offsets not available yet", error=str(err))
             return False
         input_done = all(tp.offset >= end_offsets[(tp.topic, tp.partition)] for tp in committed)
-        retry_done = all(self._committed.get(p, 0) >= end for p, end in retry_ends.items() if end > 0)
+        retry_done = all(tp.offset >= retry_ends[(tp.topic, tp.partition)] for tp in retry_committed)
         return input_done and retry_done
 
     def _fail(self, err: BaseException) -> None:
