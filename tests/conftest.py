@@ -10,7 +10,6 @@ import pytest
 from stream.simulator.testing import RunningSimulator, run_simulator
 from tests.support.kafka import create_topics, session_broker, unique_topic
 
-
 _BROKERS_USED: list[str] = []
 
 
