@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -33,7 +35,7 @@ from stream.topics import CreateTopic, load_specs, plan_changes
 REPO = Path(__file__).resolve().parent.parent
 LAUNCHER = REPO / "ops" / "kafka" / "kafkalocal.py"
 SAMPLES = Path(__file__).resolve().parent / "samples" / "segment-events.jsonl"
-DEMO_PORT = 39092
+DEMO_PORT = 19092  # below Linux's ephemeral port range, where outgoing sockets could hold it
 DEMO_SETTINGS = {"events": ["Article Completed"], "removeUsersFromOrganizations": True, "verified": True}
 
 
@@ -54,23 +56,33 @@ def say(text: str) -> None:
 
 def run_demo(env: Mapping[str, str], *, keep_kafka: bool) -> int:
     launcher = _launcher()
-    data_dir = launcher.default_data_dir().parent / "demo-kafka"
+    data_dir = Path(tempfile.mkdtemp(prefix="zendesk-stream-demo-kafka-"))
+    base_port = _free_base_port(launcher)
     say(f"1. local Kafka (KRaft, data in {data_dir}) ...")
     began = time.monotonic()
     try:
-        cluster = launcher.start(
-            data_dir, None, None if (data_dir / "cluster.properties").exists() else DEMO_PORT, None, 180.0
-        )
+        cluster = launcher.start(data_dir, 1, base_port, None, 180.0)
     except launcher.LauncherError as err:
         raise ConfigError(f"local Kafka: {err}") from None
     say(f"   ready at {cluster.bootstrap} in {time.monotonic() - began:.1f}s")
     try:
         return _with_kafka(cluster.bootstrap, env)
     finally:
-        if not keep_kafka:
+        if keep_kafka:
+            say(f"local Kafka left running; stop it with: python3 {LAUNCHER} --data-dir {data_dir} stop")
+        else:
             for node in cluster.nodes:
                 launcher.stop_node(node)
+            shutil.rmtree(data_dir, ignore_errors=True)
             say("local Kafka stopped (use --keep-kafka to leave it running)")
+
+
+def _free_base_port(launcher: ModuleType) -> int:
+    """The first port pair from DEMO_PORT on that nothing holds (a user's own Kafka may sit on 9092)."""
+    for port in range(DEMO_PORT, DEMO_PORT + 200, 2):
+        if launcher.port_free(port) and launcher.port_free(port + 1):
+            return port
+    raise ConfigError(f"local Kafka: no free port pair between {DEMO_PORT} and {DEMO_PORT + 200}")
 
 
 def _with_kafka(bootstrap: str, env: Mapping[str, str]) -> int:

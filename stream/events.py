@@ -44,6 +44,7 @@ import fastavro
 import orjson
 
 from stream.errors import InvalidEvent
+from stream.jsontypes import json_type
 from stream.outcomes import DlqReason
 
 __all__ = [
@@ -68,22 +69,6 @@ _MAX_INT_BITS: Final = 996  # 2**996 < 10**300
 
 def _invalid(message: str) -> InvalidEvent:
     return InvalidEvent(DlqReason.INVALID_PAYLOAD, message)
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list | tuple):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "an object"
-    return f"a {type(value).__name__}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,7 +107,7 @@ def decode_json(data: bytes | bytearray | memoryview | str) -> dict[str, Any]:
     except orjson.JSONDecodeError as strict_error:
         value = _lenient_json(data, strict_error)
     if not isinstance(value, dict):
-        raise _invalid(f"value is JSON but not an object (got {_json_type(value)}): not a Segment event")
+        raise _invalid(f"value is JSON but not an object (got {json_type(value)}): not a Segment event")
     return value
 
 
@@ -162,7 +147,7 @@ def decode_avro(data: bytes, schema: Mapping[str, Any] | str) -> dict[str, Any]:
             f"value cannot be read with the Avro writer schema ({type(exc).__name__}: {str(exc)[:200]})"
         ) from None
     if not isinstance(value, dict):
-        raise _invalid(f"Avro value is not a record (got {_json_type(value)}): not a Segment event")
+        raise _invalid(f"Avro value is not a record (got {json_type(value)}): not a Segment event")
     return value
 
 
@@ -240,7 +225,7 @@ def _coerce_id(raw: Mapping[str, Any], key: str, *, strict: bool) -> str | None:
         return None
     if isinstance(value, float):
         raise _invalid(f'"{key}" must be a string or a whole number, got a fractional or non-finite number')
-    raise _invalid(f'"{key}" must be a string or a number, got {_json_type(value)}')
+    raise _invalid(f'"{key}" must be a string or a number, got {json_type(value)}')
 
 
 def _object(raw: Mapping[str, Any], key: str, where: str, *, strict: bool) -> Mapping[str, Any]:
@@ -250,7 +235,7 @@ def _object(raw: Mapping[str, Any], key: str, where: str, *, strict: bool) -> Ma
     if isinstance(value, Mapping):
         return value
     if strict:
-        raise _invalid(f'"{where}" must be an object, got {_json_type(value)}')
+        raise _invalid(f'"{where}" must be an object, got {json_type(value)}')
     return _EMPTY
 
 
@@ -270,7 +255,7 @@ def _parse_timestamp(value: object) -> datetime | None:
 def validate(obj: object) -> SegmentEvent:
     """A decoded value → a SegmentEvent. Raises InvalidEvent(INVALID_PAYLOAD) when it is not usable."""
     if not isinstance(obj, Mapping):
-        raise _invalid(f"event is not a JSON object (got {_json_type(obj)})")
+        raise _invalid(f"event is not a JSON object (got {json_type(obj)})")
     type_value = obj.get("type")
     source_key = "type"
     if type_value is None:
@@ -278,7 +263,7 @@ def validate(obj: object) -> SegmentEvent:
     if type_value is None:
         raise _invalid('event has no "type" (or "action") field: not a Segment event')
     if not isinstance(type_value, str):
-        raise _invalid(f'"{source_key}" must be a string, got {_json_type(type_value)}')
+        raise _invalid(f'"{source_key}" must be a string, got {json_type(type_value)}')
     event_type = type_value.strip().lower()
     if not event_type:
         raise _invalid(f'"{source_key}" is empty: not a Segment event')

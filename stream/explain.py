@@ -29,6 +29,7 @@ from typing import Any, Final, TextIO
 from stream.engine.records import InboundRecord
 from stream.errors import ConfigError, InvalidEvent
 from stream.events import decode_json, validate
+from stream.jsontypes import quote
 from stream.mapping.fields import Known
 from stream.mapping.operations import (
     EnsureField,
@@ -129,13 +130,8 @@ def headline(item: Input) -> str:
     for key in ("event", "userId", "anonymousId", "groupId", "messageId"):
         value = item.get(key)
         if isinstance(value, str | int) and not isinstance(value, bool):
-            parts.append(f"{key}={_quoted(str(value))}")
+            parts.append(f"{key}={quote(value, _SHOWN_VALUE)}")
     return " ".join(parts)
-
-
-def _quoted(text: str) -> str:
-    shown = text if len(text) <= _SHOWN_VALUE else text[:_SHOWN_VALUE] + "…"
-    return json.dumps(shown, ensure_ascii=False)
 
 
 # ------------------------------------------------------------------------------------- plan as calls
@@ -304,7 +300,7 @@ def format_explanation(explanation: Explanation) -> str:
                 body = json.dumps(call.body, ensure_ascii=False, indent=2, default=str)
                 lines.extend(f"{_INDENT}{line}" for line in body.splitlines())
         if verdict.dropped:
-            left_out = ", ".join(f"{_quoted(d.key)} ({d.reason.value})" for d in verdict.dropped)
+            left_out = ", ".join(f"{quote(d.key, _SHOWN_VALUE)} ({d.reason.value})" for d in verdict.dropped)
             lines.append(f"left out: {left_out}")
     if explanation.sent is not None:
         if explanation.sent:

@@ -268,9 +268,19 @@ def prepare_node(libs: Path, cluster: Cluster, node: Node, cluster_id: str) -> N
         raise LauncherError(f"formatting node {node.node_id} failed: {result.stderr.strip()[-300:]}")
 
 
+def port_free(port: int) -> bool:
+    """Whether we could listen on the port now (a connect test misses ports held by outgoing sockets)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def spawn_node(libs: Path, node: Node) -> subprocess.Popen[bytes]:
     for port in (node.client_port, node.controller_port):
-        if port_open(port):
+        if not port_free(port):
             raise LauncherError(f"port {port} is already in use; choose another --base-port")
     out = node.server_log.open("w")
     cmd = java_command(libs, node, "kafka.Kafka", str(node.home / "server.properties"))
@@ -293,8 +303,9 @@ def wait_ready(spawned: dict[Node, subprocess.Popen[bytes]], deadline_s: float) 
     while waiting:
         for node in list(waiting):
             if spawned[node].poll() is not None:
-                tail = node.server_log.read_text(errors="replace")[-600:] if node.server_log.exists() else ""
-                raise LauncherError(f"node {node.node_id} exited during start-up; see {node.home}: {tail!r}")
+                raise LauncherError(
+                    f"node {node.node_id} exited during start-up: {failure_reason(node)} (see {node.home})"
+                )
             if node_ready(node):
                 waiting.remove(node)
         if waiting and time.monotonic() > deadline:
@@ -303,6 +314,20 @@ def wait_ready(spawned: dict[Node, subprocess.Popen[bytes]], deadline_s: float) 
             raise LauncherError(f"node(s) {ids} not ready after {deadline_s:.0f}s; see {logs}")
         if waiting:
             time.sleep(0.2)
+
+
+def failure_reason(node: Node) -> str:
+    """The innermost cause Kafka logged, else the end of its console output."""
+    log = node.home / "kafka.log"
+    causes = [
+        line.strip()
+        for line in (log.read_text(errors="replace").splitlines() if log.exists() else [])
+        if line.startswith("Caused by:")
+    ]
+    if causes:
+        return causes[-1].removeprefix("Caused by: ")
+    out = node.server_log.read_text(errors="replace").strip() if node.server_log.exists() else ""
+    return out[-300:] or "no output"
 
 
 def cluster_logs(nodes: list[Node]) -> str:

@@ -2,7 +2,8 @@
 
 `KAFKA_BOOTSTRAP_SERVERS` names the brokers; every other `KAFKA_*` variable is passed to librdkafka
 after mapping its name (`KAFKA_SASL_MECHANISM` → `sasl.mechanism`). Values of keys that look secret are
-kept in `Secret` wrappers so they never reach a log line or an error message.
+kept in `Secret` wrappers (`stream.secret`) so they never reach a log line or an error message; only
+`client_config()`, whose dict goes straight to the confluent-kafka constructors, reveals them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from stream.errors import ConfigError
+from stream.secret import Secret
 
 _SECRET_HINTS = ("password", "secret", "token", "key")
 # Commits are ours: the engine commits only finished work. librdkafka must never commit on its own.
@@ -22,13 +24,6 @@ _FORBIDDEN = {
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):\d{1,5}$")
 
 
-class Secret(str):
-    """A string whose repr hides it; `str()` is deliberately left usable for the client library."""
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-
 @dataclass(frozen=True, kw_only=True)
 class KafkaSettings:
     bootstrap_servers: str
@@ -36,11 +31,15 @@ class KafkaSettings:
     group_id: str
     retry_topic: str
     dlq_topic: str
-    client_overrides: Mapping[str, str] = field(default_factory=dict)
+    client_overrides: Mapping[str, str | Secret] = field(default_factory=dict)
 
     def client_config(self) -> dict[str, str | int | float | bool]:
-        """Base librdkafka configuration shared by consumer, producer and admin client."""
-        return {"bootstrap.servers": self.bootstrap_servers, **self.client_overrides}
+        """Base librdkafka configuration shared by consumer, producer and admin client. Secrets are
+        revealed here: the dict is for the confluent-kafka constructors only, never for a log."""
+        config: dict[str, str | int | float | bool] = {"bootstrap.servers": self.bootstrap_servers}
+        for key, value in self.client_overrides.items():
+            config[key] = value.reveal() if isinstance(value, Secret) else value
+        return config
 
 
 def librdkafka_key(env_name: str) -> str:
@@ -52,7 +51,7 @@ def kafka_settings_from_env(env: Mapping[str, str]) -> KafkaSettings:
     servers = [s.strip() for s in bootstrap.split(",") if s.strip()]
     if not servers or not all(_HOST_PORT.match(s) for s in servers):
         raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS: expected host:port[,host:port...], got {bootstrap!r}")
-    overrides: dict[str, str] = {}
+    overrides: dict[str, str | Secret] = {}
     for name, value in sorted(env.items()):
         if not name.startswith("KAFKA_") or name == "KAFKA_BOOTSTRAP_SERVERS":
             continue

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from stream.errors import ConfigError
+from stream.jsontypes import json_type, quote
 from stream.mapping.keys import to_snake_case
 
 __all__ = ["MAX_SOURCE_LENGTH", "DestinationSettings"]
@@ -53,28 +54,6 @@ _OUR_KEYS: Final = ("sourceName", "autoCreateFields", "maxAutoCreatedFields", "f
 KNOWN_KEYS: Final = _SEGMENT_KEYS + _OUR_KEYS
 
 
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _quote(text: object, limit: int = 60) -> str:
-    """A JSON-quoted, one-line, bounded rendering of a user-supplied string for an error message."""
-    quoted = json.dumps(str(text)[:limit], ensure_ascii=False)
-    return quoted if len(str(text)) <= limit else quoted[:-1] + '…"'
-
-
 def _fail(key: str, message: str) -> ConfigError:
     return ConfigError(f'{_PREFIX}: "{key}" {message}')
 
@@ -84,7 +63,7 @@ def _bool(raw: Mapping[str, Any], key: str, default: bool) -> bool:
         return default
     value = raw[key]
     if not isinstance(value, bool):
-        raise _fail(key, f"must be true or false, got {_json_type(value)}")
+        raise _fail(key, f"must be true or false, got {json_type(value)}")
     return value
 
 
@@ -93,11 +72,11 @@ def _string_list(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise _fail(key, f"must be an array of strings, got {_json_type(value)}")
+        raise _fail(key, f"must be an array of strings, got {json_type(value)}")
     result: list[str] = []
     for index, item in enumerate(value):
         if not isinstance(item, str) or not item.strip():
-            what = "an empty string" if isinstance(item, str) else _json_type(item)
+            what = "an empty string" if isinstance(item, str) else json_type(item)
             raise _fail(key, f"must be an array of non-empty strings, item {index} is {what}")
         if item not in result:
             result.append(item)
@@ -125,12 +104,12 @@ class DestinationSettings:
             except (ValueError, RecursionError) as exc:
                 raise ConfigError(f"{_PREFIX}: not valid JSON ({exc})") from None
         if not isinstance(raw, Mapping):
-            raise ConfigError(f"{_PREFIX}: must be a JSON object, got {_json_type(raw)}")
+            raise ConfigError(f"{_PREFIX}: must be a JSON object, got {json_type(raw)}")
         for key in raw:
             if key not in KNOWN_KEYS:
                 close = difflib.get_close_matches(str(key), KNOWN_KEYS, n=1)
                 hint = f' (did you mean "{close[0]}"?)' if close else ""
-                raise ConfigError(f"{_PREFIX}: unknown key {_quote(key)}{hint}")
+                raise ConfigError(f"{_PREFIX}: unknown key {quote(key)}{hint}")
 
         events = _string_list(raw, "events")
         for name in events:
@@ -143,7 +122,7 @@ class DestinationSettings:
 
         subdomain = raw.get("subdomain")
         if subdomain is not None and not isinstance(subdomain, str):
-            raise _fail("subdomain", f"must be a string, got {_json_type(subdomain)}")
+            raise _fail("subdomain", f"must be a string, got {json_type(subdomain)}")
         if subdomain is not None:
             subdomain = subdomain.strip() or None
             if subdomain is not None and not _SUBDOMAIN.fullmatch(subdomain):
@@ -151,7 +130,7 @@ class DestinationSettings:
 
         source_name = raw.get("sourceName", "segment")
         if not isinstance(source_name, str):
-            raise _fail("sourceName", f"must be a string, got {_json_type(source_name)}")
+            raise _fail("sourceName", f"must be a string, got {json_type(source_name)}")
         if not source_name or source_name != source_name.strip():
             raise _fail("sourceName", "must be non-empty, without leading or trailing spaces")
         if len(source_name) > MAX_SOURCE_LENGTH:
@@ -171,7 +150,7 @@ class DestinationSettings:
         for entry in _string_list(raw, "fieldDenyList"):
             deny_key = to_snake_case(entry)
             if deny_key is None:
-                raise _fail("fieldDenyList", f"entry {_quote(entry)} is not a usable field key")
+                raise _fail("fieldDenyList", f"entry {quote(entry)} is not a usable field key")
             deny.add(deny_key)
 
         return cls(

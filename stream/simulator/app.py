@@ -211,9 +211,11 @@ def _is_events_api(method: str, path: str) -> bool:
 def _failure_reply(failure: Failure) -> Reply:
     headers = [] if failure.retry_after is None else [("retry-after", str(failure.retry_after))]
     change = {"kind": "fault"}
-    if failure.status == 429:
+    custom = {"error": failure.error, "description": failure.description}
+    if failure.status == 429 and custom == {"error": None, "description": None}:
         return Reply(429, TOO_MANY_REQUESTS_HTML, headers, content_type=HTML_TYPE, change=change)
-    body = FAILURE_BODIES.get(failure.status, {"error": "Error", "description": "Simulated failure"})
+    generic = FAILURE_BODIES.get(failure.status, {"error": "Error", "description": "Simulated failure"})
+    body = generic | {name: text for name, text in custom.items() if text is not None}
     return Reply(status=failure.status, body=body, headers=headers, change=change)
 
 

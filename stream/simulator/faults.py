@@ -17,6 +17,17 @@ class Failure:
     action: FaultAction
     status: int = 503
     retry_after: int | None = None
+    error: str | None = None  # replaces the "error" of the status's generic JSON body
+    description: str | None = None  # replaces its "description"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "status": self.status,
+            "retry_after": self.retry_after,
+            "error": self.error,
+            "description": self.description,
+        }
 
 
 @dataclass(slots=True)
@@ -36,9 +47,7 @@ class FaultRule:
             "method": self.method,
             "path": self.path.pattern,
             "remaining": self.remaining,
-            "action": self.failure.action,
-            "status": self.failure.status,
-            "retry_after": self.failure.retry_after,
+            **self.failure.to_json(),
         }
 
 
@@ -52,14 +61,15 @@ class Outage:
         return {
             "starts_at": self.starts_at,
             "ends_at": self.ends_at,
-            "action": self.failure.action,
-            "status": self.failure.status,
-            "retry_after": self.failure.retry_after,
+            **self.failure.to_json(),
         }
 
 
 def parse_failure(spec: dict[str, Any]) -> Failure:
-    """``{"action": "status"|"drop"|"drop_after", "status": 429|500|503, "retry_after": seconds}``."""
+    """``{"action": "status"|"drop"|"drop_after", "status": 429|500|503, "retry_after": seconds,
+    "error": "RecordNotFound", "description": "Not found"}``. ``error``/``description`` (action ``status``
+    only) make the answer the JSON body ``{"error": ..., "description": ...}`` Zendesk sends, in place of
+    the generic body of that status."""
     action = spec.get("action", "status")
     if action not in ("status", "drop", "drop_after"):
         raise ValueError("action must be 'status', 'drop' or 'drop_after'")
@@ -69,7 +79,15 @@ def parse_failure(spec: dict[str, Any]) -> Failure:
     retry_after = spec.get("retry_after")
     if retry_after is not None and (not isinstance(retry_after, int) or retry_after < 0):
         raise ValueError("retry_after must be a non-negative integer")
-    return Failure(action=action, status=status, retry_after=retry_after)
+    error, description = spec.get("error"), spec.get("description")
+    for name, text in (("error", error), ("description", description)):
+        if text is not None and not isinstance(text, str):
+            raise ValueError(f"{name} must be a string")
+    if (error is not None or description is not None) and action != "status":
+        raise ValueError("error and description need action 'status' (a dropped connection has no body)")
+    return Failure(
+        action=action, status=status, retry_after=retry_after, error=error, description=description
+    )
 
 
 class FaultPlan:

@@ -103,11 +103,15 @@ class ControlClient:
         status: int = 503,
         retry_after: int | None = None,
         action: str = "status",
+        error: str | None = None,
+        description: str | None = None,
     ) -> dict[str, Any]:
         """Fail the next ``count`` requests whose path matches the regex ``path``.
 
         ``action``: ``status`` (answer ``status``), ``drop`` (close the connection unanswered) or
         ``drop_after`` (apply the request, then close the connection without the answer).
+        ``error``/``description`` set the answer's JSON body as Zendesk words it, e.g. ``status=404,
+        error="RecordNotFound", description="Not found"``; without them the body is a generic one.
         """
         body = {
             "path": path,
@@ -116,6 +120,8 @@ class ControlClient:
             "status": status,
             "retry_after": retry_after,
             "action": action,
+            "error": error,
+            "description": description,
         }
         result: dict[str, Any] = self._call("POST", "/faults", body)["fault"]
         return result

@@ -1,6 +1,7 @@
 """The Zendesk seam: connection settings, the async client, answer classification, caches, rate limits."""
 
-from stream.zendesk.cache import FieldDefinition, FieldDefinitions, FieldKind, LruCache, ZendeskCache
+from stream.secret import Secret  # re-exported: it used to live in stream.zendesk.connection
+from stream.zendesk.cache import LruCache, ZendeskCache
 from stream.zendesk.classify import (
     AuthProblem,
     Classified,
@@ -25,7 +26,7 @@ from stream.zendesk.classify import (
     parse_retry_after,
 )
 from stream.zendesk.client import Exchange, ZendeskClient
-from stream.zendesk.connection import ApiTokenAuth, OAuthAuth, Secret, ZendeskConnection, connection_from
+from stream.zendesk.connection import ApiTokenAuth, OAuthAuth, ZendeskConnection, connection_from
 from stream.zendesk.ratelimit import Bucket, RateLimitInfo, RateLimitState, parse_rate_limit
 
 __all__ = [
@@ -35,10 +36,7 @@ __all__ = [
     "Classified",
     "Exchange",
     "Failure",
-    "FieldDefinition",
-    "FieldDefinitions",
     "FieldError",
-    "FieldKind",
     "LruCache",
     "OAuthAuth",
     "Ok",

@@ -1,17 +1,15 @@
 """What Zendesk told us, kept to save requests (ARCHITECTURE.md: "cache what Zendesk told us").
 
-Only Zendesk's own answers fill these caches; nothing is guessed. Ids are bounded LRU maps; field
-definitions are complete lists (all pages) that are replaced or invalidated as a whole.
+Only Zendesk's own answers fill these caches; nothing is guessed. Ids are bounded LRU maps.
 External ids and emails are case-insensitive in Zendesk, so their keys are lower-cased.
+Custom field definitions are not kept here: the destination keeps them (`Destination.known()`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Generic, TypeGuard, TypeVar
+from collections.abc import Mapping
+from typing import Generic, TypeGuard, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -55,69 +53,11 @@ class LruCache(Generic[K, V]):
         return key in self._data
 
 
-class FieldKind(StrEnum):
-    USER = "user"
-    ORGANIZATION = "organization"
-
-
-@dataclass(frozen=True, slots=True)
-class FieldDefinition:
-    id: int
-    key: str
-    type: str
-    title: str
-    active: bool
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> FieldDefinition | None:
-        """None for an entry without a usable id or key (never raises on Zendesk's data)."""
-        id_, key = raw.get("id"), raw.get("key")
-        if not _is_id(id_) or not isinstance(key, str) or not key:
-            return None
-        type_, title = raw.get("type"), raw.get("title")
-        return cls(
-            id=id_,
-            key=key,
-            type=type_ if isinstance(type_, str) else "text",
-            title=title if isinstance(title, str) else key,
-            active=raw.get("active") is not False,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class FieldDefinitions:
-    """The complete list of one kind of custom field, by key."""
-
-    kind: FieldKind
-    by_key: Mapping[str, FieldDefinition]
-
-    @classmethod
-    def from_json(cls, kind: FieldKind, items: Iterable[object]) -> FieldDefinitions:
-        parsed = (FieldDefinition.from_json(i) for i in items if isinstance(i, Mapping))
-        return cls(kind, {d.key: d for d in parsed if d is not None})
-
-    def get(self, key: str) -> FieldDefinition | None:
-        return self.by_key.get(key)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.by_key
-
-    def __iter__(self) -> Iterator[FieldDefinition]:
-        return iter(self.by_key.values())
-
-    def __len__(self) -> int:
-        return len(self.by_key)
-
-    def with_field(self, field: FieldDefinition) -> FieldDefinitions:
-        return FieldDefinitions(self.kind, {**self.by_key, field.key: field})
-
-
 class ZendeskCache:
     def __init__(self, *, max_users: int = 50_000, max_organizations: int = 20_000) -> None:
         self._user_by_external_id: LruCache[str, int] = LruCache(max_users)
         self._user_by_email: LruCache[str, int] = LruCache(max_users)
         self._org_by_external_id: LruCache[str, int] = LruCache(max_organizations)
-        self._fields: dict[FieldKind, FieldDefinitions] = {}
 
     # users
 
@@ -165,30 +105,10 @@ class ZendeskCache:
     def forget_organization(self, org_id: int) -> None:
         self._org_by_external_id.discard_value(org_id)
 
-    # field definitions
-
-    def fields(self, kind: FieldKind) -> FieldDefinitions | None:
-        return self._fields.get(kind)
-
-    def store_fields(self, definitions: FieldDefinitions) -> None:
-        self._fields[definitions.kind] = definitions
-
-    def add_field(self, kind: FieldKind, raw: object) -> FieldDefinition | None:
-        """A field we just created. Added only to a cached complete list (else the next read lists all)."""
-        field = FieldDefinition.from_json(raw) if isinstance(raw, Mapping) else None
-        current = self._fields.get(kind)
-        if field is not None and current is not None:
-            self._fields[kind] = current.with_field(field)
-        return field
-
-    def invalidate_fields(self, kind: FieldKind) -> None:
-        self._fields.pop(kind, None)
-
     def clear(self) -> None:
         self._user_by_external_id.clear()
         self._user_by_email.clear()
         self._org_by_external_id.clear()
-        self._fields.clear()
 
 
 def _is_id(value: object) -> TypeGuard[int]:

@@ -24,11 +24,10 @@ import structlog
 from stream import __version__
 from stream.errors import InvalidEvent, ZendeskConfigError
 from stream.outcomes import DlqReason
-from stream.zendesk.cache import FieldDefinitions, FieldKind, ZendeskCache
+from stream.zendesk.cache import ZendeskCache
 from stream.zendesk.classify import (
     AuthProblem,
     Classified,
-    Failure,
     Ok,
     RateLimited,
     Rejected,
@@ -38,7 +37,6 @@ from stream.zendesk.classify import (
     classify,
     classify_exception,
     excerpt,
-    is_duplicate_field_key,
     is_record_not_found,
 )
 from stream.zendesk.connection import ZendeskConnection
@@ -51,10 +49,6 @@ DEFAULT_LIMITS: Final = httpx.Limits(max_connections=20, max_keepalive_connectio
 EXCHANGE_EXCERPT_CHARS: Final = 300
 
 _Step = tuple[str | httpx.URL, dict[str, str] | None]  # (url, params) of the next page
-_FIELD_PATHS: Final = {
-    FieldKind.USER: "/api/v2/user_fields",
-    FieldKind.ORGANIZATION: "/api/v2/organization_fields",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,57 +150,26 @@ class ZendeskClient:
     # --- custom fields -------------------------------------------------------------------------------
 
     async def list_user_fields(self) -> Result:
-        """All user fields (every page) as `Ok(200, {"user_fields": [...]})`; refreshes the cache."""
-        return await self._list_fields(FieldKind.USER)
+        """All user fields (every page) as `Ok(200, {"user_fields": [...]})`. Not cached here: the
+        caller (`Destination.known()`) keeps the one copy of the field definitions."""
+        return await self._list_all("/api/v2/user_fields", "user_fields")
 
     async def list_organization_fields(self) -> Result:
-        return await self._list_fields(FieldKind.ORGANIZATION)
-
-    async def field_definitions(
-        self, kind: FieldKind, *, refresh: bool = False
-    ) -> FieldDefinitions | Failure:
-        """The cached complete list of fields, listed from Zendesk when not cached or when `refresh`."""
-        cached = self.cache.fields(kind)
-        if cached is not None and not refresh:
-            return cached
-        result = await self._list_fields(kind)
-        if not isinstance(result, Ok):
-            return result
-        stored = self.cache.fields(kind)
-        assert stored is not None  # _list_fields stored it
-        return stored
+        """All organization fields (every page) as `Ok(200, {"organization_fields": [...]})`."""
+        return await self._list_all("/api/v2/organization_fields", "organization_fields")
 
     async def create_user_field(
         self, key: str, type: str, title: str, description: str | None = None
     ) -> Result:
-        return await self._create_field(FieldKind.USER, key, type, title, description)
+        """POST /api/v2/user_fields. A 422 "key taken" (`is_duplicate_field_key`): someone else created it."""
+        body = {"user_field": _new_field(key, type, title, description)}
+        return await self._send("POST", "/api/v2/user_fields", body=body)
 
     async def create_organization_field(
         self, key: str, type: str, title: str, description: str | None = None
     ) -> Result:
-        return await self._create_field(FieldKind.ORGANIZATION, key, type, title, description)
-
-    async def _list_fields(self, kind: FieldKind) -> Result:
-        envelope = f"{kind}_fields"
-        result = await self._list_all(_FIELD_PATHS[kind], envelope)
-        if isinstance(result, Ok):
-            self.cache.store_fields(FieldDefinitions.from_json(kind, result.json[envelope]))
-        return result
-
-    async def _create_field(
-        self, kind: FieldKind, key: str, type: str, title: str, description: str | None
-    ) -> Result:
-        """A 422 "key taken" means someone else created it: the cached list is stale, so it is dropped."""
-        field = {"key": key, "type": type, "title": title}
-        if description is not None:
-            field["description"] = description
-        body = {f"{kind}_field": field}
-        result = await self._send("POST", _FIELD_PATHS[kind], body=body)
-        if isinstance(result, Ok):
-            self.cache.add_field(kind, result.json.get(f"{kind}_field"))
-        elif isinstance(result, Rejected) and is_duplicate_field_key(result):
-            self.cache.invalidate_fields(kind)
-        return result
+        body = {"organization_field": _new_field(key, type, title, description)}
+        return await self._send("POST", "/api/v2/organization_fields", body=body)
 
     # --- organizations and memberships ---------------------------------------------------------------
 
@@ -439,6 +402,13 @@ def _encode(body: Mapping[str, Any]) -> bytes:
                 DlqReason.INVALID_PAYLOAD, "a string is not valid Unicode (lone surrogate)"
             ) from None
         raise
+
+
+def _new_field(key: str, type: str, title: str, description: str | None) -> dict[str, str]:
+    field = {"key": key, "type": type, "title": title}
+    if description is not None:
+        field["description"] = description
+    return field
 
 
 def _ms(seconds: float) -> float:

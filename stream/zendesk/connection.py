@@ -14,6 +14,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from stream.errors import ConfigError
+from stream.secret import Secret
 
 # One DNS label: letters, digits and inner hyphens. No dots, slashes, '@' or ports, so the subdomain
 # cannot point the client at another host.
@@ -21,32 +22,6 @@ _SUBDOMAIN: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # Visible ASCII only: anything else could smuggle a header or break Basic auth.
 _TOKEN: Final = re.compile(r"[\x21-\x7e]+")
 _EMAIL: Final = re.compile(r"[^\s@:]+@[^\s@:]+")
-
-
-class Secret:
-    """A string that never shows itself: `repr` and `str` are `Secret('***')`; `reveal()` gives the value."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self) -> str:
-        raise TypeError("a Secret cannot be pickled")
 
 
 @dataclass(frozen=True, slots=True)

@@ -287,6 +287,28 @@ async def test_identify_company_remove_when_not_a_member_or_no_such_organization
     assert not [c for c in calls(sim) if c.startswith("DELETE")]
 
 
+async def test_removal_treats_a_404_on_the_membership_delete_as_success(sim: RunningSimulator) -> None:
+    user_id, org_id = seed_member(sim)
+    sim.control.inject_fault(
+        path="organization_memberships/",
+        method="DELETE",
+        status=404,
+        error="RecordNotFound",
+        description="Not found",
+    )
+    async with destination(sim, removeUsersFromOrganizations=True) as dest:
+        outcome = await deliver(dest, pikachu())
+    assert isinstance(outcome, Delivered), outcome  # not dead-lettered: the membership is already gone
+    [membership_id] = [
+        m["id"]
+        for m in sim.control.state()["organization_memberships"]
+        if (m["user_id"], m["organization_id"]) == (user_id, org_id)
+    ]  # still there: the injected 404 answered in place of the simulator
+    delete = f"DELETE /api/v2/users/{user_id}/organization_memberships/{membership_id}"
+    assert statuses(sim, delete) == [404]
+    assert [c for c in calls(sim) if c.startswith("DELETE")] == [delete]
+
+
 async def test_identify_email_owned_by_another_user_than_the_external_id_goes_to_dlq_identity_conflict(
     sim: RunningSimulator,
 ) -> None:

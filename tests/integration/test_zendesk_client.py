@@ -10,8 +10,6 @@ from stream.errors import ZendeskConfigError
 from stream.simulator.options import SimulatorOptions
 from stream.simulator.testing import RunningSimulator, run_simulator_in_thread
 from stream.zendesk import (
-    FieldDefinitions,
-    FieldKind,
     Ok,
     RateLimited,
     Rejected,
@@ -21,6 +19,7 @@ from stream.zendesk import (
     connection_from,
     is_already_member,
     is_duplicate_email,
+    is_duplicate_field_key,
     is_duplicate_organization_name,
     is_record_not_found,
 )
@@ -91,14 +90,15 @@ async def test_create_or_update_user_rate_limit(sim: RunningSimulator) -> None:
 async def test_fields_over_several_pages(sim: RunningSimulator) -> None:
     sim.control.seed(user_fields=[{"key": f"f{i}", "type": "text", "title": f"F{i}"} for i in range(250)])
     async with client_for(sim) as zendesk:
-        fields = await zendesk.field_definitions(FieldKind.USER)
-        assert isinstance(fields, FieldDefinitions) and len(fields) == 250
+        fields = await zendesk.list_user_fields()
+        assert isinstance(fields, Ok) and len(fields.json["user_fields"]) == 250
         created = await zendesk.create_user_field("plan_name", "text", "Plan name")
         assert isinstance(created, Ok) and created.status == 201
         taken = await zendesk.create_user_field("plan_name", "text", "Plan name")
-        assert isinstance(taken, Rejected) and zendesk.cache.fields(FieldKind.USER) is None
-        refreshed = await zendesk.field_definitions(FieldKind.USER)
-        assert isinstance(refreshed, FieldDefinitions) and "plan_name" in refreshed
+        assert isinstance(taken, Rejected) and is_duplicate_field_key(taken)
+        refreshed = await zendesk.list_user_fields()
+        assert isinstance(refreshed, Ok)
+        assert "plan_name" in {f["key"] for f in refreshed.json["user_fields"]}
 
 
 async def test_organizations_and_memberships(sim: RunningSimulator) -> None:

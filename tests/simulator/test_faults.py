@@ -31,6 +31,48 @@ def test_injected_status_is_returned(sim: RunningSimulator, zd: httpx.Client, st
     assert response.status_code == status and response.headers["retry-after"] == "2"
 
 
+def test_injected_fault_answers_zendesks_own_error_body_when_given(
+    sim: RunningSimulator, zd: httpx.Client
+) -> None:
+    sim.control.inject_fault(
+        path=r"/organization_memberships/",
+        method="DELETE",
+        status=404,
+        error="RecordNotFound",
+        description="Not found",
+    )
+    response = zd.delete("/api/v2/users/1/organization_memberships/2")
+    assert response.status_code == 404
+    assert response.json() == {"error": "RecordNotFound", "description": "Not found"}
+    assert [r["change"] for r in sim.control.requests(method="DELETE")] == [{"kind": "fault"}]
+
+
+def test_injected_fault_without_error_fields_keeps_the_generic_body(
+    sim: RunningSimulator, zd: httpx.Client
+) -> None:
+    sim.control.inject_fault(path="user_fields", status=404)
+    assert zd.get("/api/v2/user_fields").json() == {"error": "Error", "description": "Simulated failure"}
+    sim.control.inject_fault(path="user_fields", status=503, description="Down for maintenance")
+    assert zd.get("/api/v2/user_fields").json() == {
+        "error": "ServiceUnavailable",
+        "description": "Down for maintenance",
+    }
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"path": "x", "error": 404},
+        {"path": "x", "description": ["Not found"]},
+        {"path": "x", "action": "drop", "error": "RecordNotFound"},
+    ],
+)
+def test_fault_error_fields_are_validated(sim: RunningSimulator, spec: dict[str, object]) -> None:
+    response = httpx.post(f"{sim.base_url}/_simulator/faults", json=spec)
+    assert response.status_code == 400
+    assert httpx.get(f"{sim.base_url}/_simulator/faults").json()["faults"] == []
+
+
 def test_injected_drop_closes_the_connection_without_applying(
     sim: RunningSimulator, zd: httpx.Client
 ) -> None:

@@ -12,8 +12,6 @@ import pytest
 
 from stream.errors import InvalidEvent, ZendeskConfigError
 from stream.zendesk import (
-    FieldDefinitions,
-    FieldKind,
     Ok,
     RateLimited,
     Rejected,
@@ -22,6 +20,7 @@ from stream.zendesk import (
     ZendeskClient,
     connection_from,
     is_already_member,
+    is_duplicate_field_key,
 )
 
 pytestmark = pytest.mark.anyio
@@ -266,7 +265,7 @@ def cursor_pages(envelope: str, pages: list[list[dict[str, Any]]]) -> Handler:
     return handler
 
 
-async def test_list_user_fields_reads_every_page_and_caches() -> None:
+async def test_list_user_fields_reads_every_page_and_keeps_no_copy() -> None:
     pages = [[field(1), field(2)], [field(3)], [field(4)]]
     client, rec = make_client(cursor_pages("user_fields", pages))
     async with client:
@@ -275,18 +274,15 @@ async def test_list_user_fields_reads_every_page_and_caches() -> None:
         assert [r.url.params.get("page[after]") for r in rec.requests] == [None, "c1", "c2"]
         assert all(r.url.path == "/api/v2/user_fields" for r in rec.requests)
 
-        defs = await client.field_definitions(FieldKind.USER)
-        assert isinstance(defs, FieldDefinitions) and [d.key for d in defs] == ["f1", "f2", "f3", "f4"]
-        assert len(rec.requests) == 3  # served from the cache
-        await client.field_definitions(FieldKind.USER, refresh=True)
+        await client.list_user_fields()  # the caller keeps the definitions: every call lists again
         assert len(rec.requests) == 6
 
 
 async def test_list_organization_fields_path() -> None:
     client, rec = make_client(cursor_pages("organization_fields", [[field(1)]]))
     async with client:
-        defs = await client.field_definitions(FieldKind.ORGANIZATION)
-    assert isinstance(defs, FieldDefinitions) and "f1" in defs
+        result = await client.list_organization_fields()
+    assert result == Ok(200, {"organization_fields": [field(1)]})
     assert rec.last.url.path == "/api/v2/organization_fields"
 
 
@@ -332,7 +328,6 @@ async def test_pagination_never_follows_foreign_links(link: str | None) -> None:
         result = await client.list_user_fields()
     assert result == Transient(TransientReason.BAD_PAGINATION, 200)
     assert len(rec.requests) == 1
-    assert client.cache.fields(FieldKind.USER) is None
 
 
 async def test_offset_pagination_fallback() -> None:
@@ -384,16 +379,14 @@ async def test_pagination_failure_midway_returns_the_failure() -> None:
     client, _ = make_client(handler)
     async with client:
         assert await client.list_user_fields() == Transient(TransientReason.SERVER_ERROR, 503, 5.0)
-    assert client.cache.fields(FieldKind.USER) is None
 
 
 # --- fields, organizations, memberships, events, jobs ----------------------------------------------
 
 
-async def test_create_user_field_updates_or_invalidates_cache() -> None:
+async def test_create_user_field_body_and_key_taken() -> None:
     answers = iter(
         [
-            jr(200, {"user_fields": [field(1)], "meta": {"has_more": False}}),
             jr(201, {"user_field": field(2)}),
             jr(422, {"error": "RecordInvalid", "details": {"key": [{"description": "Key: taken",
                                                                     "error": "DuplicateValue"}]}}),
@@ -401,13 +394,11 @@ async def test_create_user_field_updates_or_invalidates_cache() -> None:
     )  # fmt: skip
     client, rec = make_client(lambda r: next(answers))
     async with client:
-        await client.list_user_fields()
         assert isinstance(await client.create_user_field("f2", "text", "F2"), Ok)
+        assert rec.last.method == "POST" and rec.last.url.path == "/api/v2/user_fields"
         assert body_of(rec.last) == {"user_field": {"key": "f2", "type": "text", "title": "F2"}}
-        cached = client.cache.fields(FieldKind.USER)
-        assert cached is not None and "f2" in cached
-        assert isinstance(await client.create_user_field("f3", "text", "F3"), Rejected)
-        assert client.cache.fields(FieldKind.USER) is None
+        taken = await client.create_user_field("f3", "text", "F3")
+        assert isinstance(taken, Rejected) and is_duplicate_field_key(taken)
 
 
 async def test_create_organization_field_body() -> None:

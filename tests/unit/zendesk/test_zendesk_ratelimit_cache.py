@@ -4,8 +4,6 @@ import httpx
 
 from stream.zendesk import (
     Bucket,
-    FieldDefinitions,
-    FieldKind,
     LruCache,
     RateLimitInfo,
     RateLimitState,
@@ -130,26 +128,3 @@ def test_organization_cache() -> None:
     assert cache.organization_id_by_external_id("org-1") is None
     cache.forget_organization(2)
     assert cache.organization_id_by_external_id("org-2") is None
-
-
-def test_field_definitions_store_add_invalidate() -> None:
-    cache = ZendeskCache()
-    raw = [
-        {"id": 1, "key": "plan", "type": "text", "title": "Plan", "active": True},
-        {"id": 2, "key": "vip", "type": "checkbox", "title": "VIP", "active": False},
-        {"id": "bad", "key": "x"},
-        "junk",
-    ]
-    defs = FieldDefinitions.from_json(FieldKind.USER, raw)
-    assert [d.key for d in defs] == ["plan", "vip"] and len(defs) == 2
-    vip = defs.get("vip")
-    assert vip is not None and vip.type == "checkbox" and not vip.active
-    assert cache.add_field(FieldKind.USER, {"id": 3, "key": "seats", "type": "integer"}) is not None
-    assert cache.fields(FieldKind.USER) is None  # nothing cached: adding does not invent a complete list
-    cache.store_fields(defs)
-    cache.add_field(FieldKind.USER, {"id": 3, "key": "seats", "type": "integer", "title": "Seats"})
-    stored = cache.fields(FieldKind.USER)
-    assert stored is not None and "seats" in stored and "plan" in stored
-    assert cache.fields(FieldKind.ORGANIZATION) is None
-    cache.invalidate_fields(FieldKind.USER)
-    assert cache.fields(FieldKind.USER) is None
