@@ -32,7 +32,7 @@ ENVIRONMENT: dict[str, str] = {
     "ZENDESK_SETTINGS": "destination settings: inline JSON or a path to a JSON file (default {})",
     "STREAM_MAX_IN_FLIGHT": "events processed at once, across keys (default 64)",
     "STREAM_MAX_BUFFERED_PER_PARTITION": "records held per partition before it is paused (default 2000)",
-    "STREAM_COMMIT_INTERVAL_S": "least seconds between two commits; commits follow finished work (0.1)",
+    "STREAM_COMMIT_INTERVAL_S": "least seconds between two commits; commits follow finished work (0.01)",
     "STREAM_RETRY_ATTEMPTS": "in-place attempts for transient failures, the first included (default 5)",
     "STREAM_RETRY_ROUNDS": "attempts in the retry path before dead-lettering (default 5)",
     "STREAM_RETRY_DELAY_S": "wait before the first retry-path attempt, tripled each round (default 30)",

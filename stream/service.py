@@ -20,6 +20,7 @@ from stream.kafka.admin import KafkaAdmin
 from stream.zendesk import ZendeskClient
 
 log = structlog.get_logger("stream.service")
+MAX_CONNECTIONS = 100  # to Zendesk; each in-flight event uses at most one at a time
 
 
 def check_kafka(config: Config) -> None:
@@ -53,7 +54,8 @@ class RunResult:
 async def run_service(config: Config, options: EngineOptions, *, exit_at_end: bool) -> RunResult:
     """Runs until stopped (or caught up with `exit_at_end`). Raises ZendeskConfigError when Zendesk
     refuses our credentials, at start-up or later."""
-    async with ZendeskClient(connection=config.zendesk) as client:
+    connections = max(1, min(options.max_in_flight, MAX_CONNECTIONS))
+    async with ZendeskClient(connection=config.zendesk, max_connections=connections) as client:
         destination = Destination(client=client, settings=config.destination)
         try:
             known = await destination.known()

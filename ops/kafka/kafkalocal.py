@@ -158,7 +158,11 @@ def load_layout(data_dir: Path) -> tuple[int, int, str] | None:
 
 
 def new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Like Kafka's Uuid.randomUuid: URL-safe base64, never starting with '-' (it would read as a flag)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def server_properties(cluster: Cluster, node: Node) -> str:

@@ -1,10 +1,12 @@
 """Per-key lanes: which record may start now.
 
 Within a partition, the records of one key run strictly one at a time, in offset order. Different keys
-run concurrently, up to the in-flight limit, oldest waiting key first. A lane's head record may carry a
-time before which it must not start (a retry's back-off, a retry record's not-before): the lane waits
-without holding an in-flight slot, and the other keys go on. Pure bookkeeping, no I/O and no clock of
-its own: the runner passes `now`, starts the work and reports its end.
+run concurrently, up to the in-flight limit, the lane whose waiting record has the lowest offset first:
+that keeps the committed point close behind the work, which bounds what a crash repeats. A lane's head
+record may carry a time before which it must not start (a retry's back-off, a retry record's
+not-before): the lane waits without holding an in-flight slot, and the other keys go on. Pure
+bookkeeping, no I/O and no clock of its own: the runner passes `now`, starts the work and reports its
+end.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class Lanes:
         self._max_in_flight = max_in_flight
         self._queues: dict[LaneId, deque[tuple[InboundRecord, float]]] = {}
         self._running: set[LaneId] = set()
-        self._ready: deque[LaneId] = deque()  # head record due, waiting for a slot
+        self._ready: list[tuple[int, int, LaneId]] = []  # heap (head offset, tie, lane): due, no slot yet
         self._timed: list[tuple[float, int, LaneId]] = []  # (due, tie-break, lane): head not yet due
         self._waiting_until: dict[LaneId, float] = {}
         self._tie = itertools.count()
@@ -50,16 +52,18 @@ class Lanes:
             due, _, lane = heapq.heappop(self._timed)
             if self._waiting_until.get(lane) == due:  # else a stale entry of a dropped or re-timed lane
                 del self._waiting_until[lane]
-                self._ready.append(lane)
-        skipped: list[LaneId] = []
+                self._make_ready(lane)
+        skipped: list[tuple[int, int, LaneId]] = []
         while self._ready and len(self._running) < self._max_in_flight:
-            lane = self._ready.popleft()
+            entry = heapq.heappop(self._ready)
+            lane = entry[2]
             if lane[:2] in self._held:
-                skipped.append(lane)
+                skipped.append(entry)
                 continue
             self._running.add(lane)
             yield lane, self._queues[lane][0][0]
-        self._ready.extendleft(reversed(skipped))
+        for entry in skipped:
+            heapq.heappush(self._ready, entry)
 
     def next_due(self) -> float | None:
         """When the earliest waiting lane becomes due, if any lane waits for a time."""
@@ -87,11 +91,17 @@ class Lanes:
             self._waiting_until[lane] = due
             heapq.heappush(self._timed, (due, next(self._tie), lane))
         else:
-            self._ready.append(lane)
+            self._make_ready(lane)
+
+    def _make_ready(self, lane: LaneId) -> None:
+        heapq.heappush(self._ready, (self._queues[lane][0][0].offset, next(self._tie), lane))
 
     def hold(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Start nothing more from these partitions (revocation, shutdown)."""
         self._held.update(partitions)
+
+    def is_held(self, partition: tuple[str, int]) -> bool:
+        return partition in self._held
 
     def release(self, partitions: Iterable[tuple[str, int]]) -> None:
         self._held.difference_update(partitions)
@@ -105,6 +115,7 @@ class Lanes:
             dropped += len(self._queues.pop(lane))
             self._running.discard(lane)
             self._waiting_until.pop(lane, None)
-        self._ready = deque(lane for lane in self._ready if lane[:2] not in gone)
+        self._ready = [entry for entry in self._ready if entry[2][:2] not in gone]
+        heapq.heapify(self._ready)
         self._held -= gone
         return dropped

@@ -1,4 +1,4 @@
-"""Which offset of a partition may be committed.
+"""Which offset of a partition may be committed, and which finished records lie beyond it.
 
 Rules, enforced here and nowhere else:
 1. Every record handed to a lane is registered here, in offset order, before it starts.
@@ -6,29 +6,45 @@ Rules, enforced here and nowhere else:
    or dead-letter topic (the producer confirmed it).
 3. The committable offset is one past the end of the longest prefix of finished records: a record
    that is not finished holds back every later offset of its partition, whatever their state.
+4. Records finished beyond that point travel in the commit's metadata (`encode_finished`). A new
+   owner of the partition treats them as finished when it reads them again, so a crash repeats only
+   the work that was in flight, not everything past the slowest key. Per-key order survives this:
+   a key's records run one after another, so its finished records always precede its unfinished ones.
 """
 
 from __future__ import annotations
 
+import base64
+import zlib
 from collections import deque
+from collections.abc import Iterable
+
+METADATA_PREFIX = "zs1:"
+MAX_METADATA_CHARS = 3_500  # Kafka's offset.metadata.max.bytes defaults to 4096
 
 
 class PartitionOffsets:
     """Offsets of one partition in flight, in arrival order. Amortised O(1) per record."""
 
-    __slots__ = ("_finished", "_next_commit", "_pending")
+    __slots__ = ("_finished", "_next_commit", "_pending", "_preset")
 
-    def __init__(self, *, start: int | None = None) -> None:
+    def __init__(self, *, start: int | None = None, finished_beyond: Iterable[int] = ()) -> None:
         self._pending: deque[int] = deque()  # registered, in offset order
         self._finished: set[int] = set()  # finished but not yet at the head of _pending
         self._next_commit = start  # offset to commit next: one past the finished prefix
+        self._preset = set(finished_beyond)  # finished by an earlier owner (rule 4)
 
-    def register(self, offset: int) -> None:
+    def register(self, offset: int) -> bool:
+        """Register a record; True when an earlier owner already finished it (finish it, do not run it)."""
         if self._pending and offset <= self._pending[-1]:
             raise ValueError(f"offset {offset} registered out of order after {self._pending[-1]}")
         if self._next_commit is None:
             self._next_commit = offset
         self._pending.append(offset)
+        if offset in self._preset:
+            self._preset.discard(offset)
+            return True
+        return False
 
     def finish(self, offset: int) -> None:
         self._finished.add(offset)
@@ -43,6 +59,40 @@ class PartitionOffsets:
         return self._next_commit
 
     @property
+    def finished_beyond(self) -> frozenset[int]:
+        """Finished records past the committable offset, including those an earlier owner finished."""
+        return frozenset(self._finished | self._preset)
+
+    @property
     def in_flight(self) -> int:
         """Records registered and not yet inside the finished prefix (buffered, running or finished early)."""
         return len(self._pending)
+
+
+def encode_finished(base: int, finished: Iterable[int]) -> str:
+    """Commit metadata for the finished offsets above `base`: a bitmap from `base`, compressed. When it
+    would not fit, the longest run from `base` that fits is kept (what is left out is merely repeated)."""
+    offsets = sorted(o for o in finished if o > base)
+    if not offsets:
+        return ""
+    while offsets:
+        bits = bytearray((offsets[-1] - base) // 8 + 1)
+        for offset in offsets:
+            delta = offset - base
+            bits[delta // 8] |= 1 << (delta % 8)
+        text = METADATA_PREFIX + base64.b64encode(zlib.compress(bytes(bits), 9)).decode()
+        if len(text) <= MAX_METADATA_CHARS:
+            return text
+        offsets = offsets[: len(offsets) // 2]
+    return ""
+
+
+def decode_finished(base: int, metadata: str | None) -> set[int]:
+    """The finished offsets `encode_finished` wrote; anything unreadable means none (only repeats)."""
+    if not metadata or not metadata.startswith(METADATA_PREFIX):
+        return set()
+    try:
+        bits = zlib.decompress(base64.b64decode(metadata.removeprefix(METADATA_PREFIX), validate=True))
+    except (ValueError, zlib.error):
+        return set()
+    return {base + i * 8 + b for i, byte in enumerate(bits) for b in range(8) if byte & (1 << b)}

@@ -9,11 +9,15 @@ Commit rules (the only place they are enforced, with `offsets.PartitionOffsets`)
 1. A record is registered with its partition's offsets when it arrives, before any work starts.
 2. It is finished when delivered, deliberately skipped, or durably written to the retry or dead-letter
    topic (the producer confirmed it). A record waiting for its next attempt is not finished.
-3. The committed offset of a partition is the end of its longest finished prefix. Commits follow
-   finished work continuously (at most every `commit_interval_s`), and happen when partitions are revoked
-   (after their in-flight work finished or was abandoned) and at shutdown.
+3. The committed offset of a partition is the end of its longest finished prefix, with the finished
+   offsets beyond it in the commit metadata. Commits follow finished work continuously (at most every
+   `commit_interval_s`), and happen when partitions are revoked (after their in-flight work finished
+   or was abandoned) and at shutdown.
 4. A fatal error (Zendesk refused our credentials, Kafka refused a dead letter, the circuit breaker)
-   stops the engine: only finished prefixes are ever committed, so nothing unfinished is.
+   stops the engine: only finished work is ever committed, so nothing unfinished is.
+5. A finished record keeps its in-flight slot until a commit has recorded it. So the records whose
+   effects may have reached Zendesk without being committed are always at most `max_in_flight`:
+   that bounds what a crash (SIGKILL) makes the next owner repeat.
 
 Retry path, per key (order first):
 - A transient failure retries in place, with exponential back-off and jitter: the lane waits without
@@ -43,22 +47,22 @@ import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from stream.engine.lanes import LaneId, Lanes
-from stream.engine.offsets import PartitionOffsets
+from stream.engine.offsets import PartitionOffsets, decode_finished, encode_finished
 from stream.engine.records import Failure, InboundRecord, failure_headers, not_before, previous_attempts
 from stream.errors import InvalidEvent, StreamError, ZendeskConfigError
 from stream.events import decode_json, event_key
 from stream.kafka.config import KafkaSettings
 from stream.kafka.consumer import (
+    CommitOffsets,
     ConsumerOptions,
     ConsumerThread,
     Partition,
     assign,
-    commit_async,
     commit_offsets,
     unassign,
 )
 from stream.kafka.producer import AsyncProducer
-from stream.kafka.scan import scan_keys
+from stream.kafka.scan import read_committed, scan_keys
 from stream.outcomes import (
     DeadLetter,
     Delivered,
@@ -91,7 +95,7 @@ class EngineOptions:
     max_in_flight: int = 64
     max_buffered_per_partition: int = 2_000
     max_buffered_total: int = 10_000
-    commit_interval_s: float = 0.1
+    commit_interval_s: float = 0.01
     retry_attempts: int = 5  # in place, for transient failures (the first try included)
     retry_base_s: float = 0.5
     retry_max_s: float = 8.0
@@ -115,6 +119,7 @@ class Stats:
     skipped: Counter[str] = field(default_factory=Counter)
     dead_lettered: Counter[str] = field(default_factory=Counter)
     retried_in_place: int = 0
+    already_done: int = 0  # finished by an earlier owner, read again after a crash or a hand-over
     sent_to_retry: Counter[str] = field(default_factory=Counter)
     max_in_flight_seen: int = 0
 
@@ -140,6 +145,8 @@ Verdict = float | None  # None: the record is finished; a number: try again at t
 
 
 class Engine:
+    _durable: asyncio.Future[None]  # resolved by the next commit: what finished records wait for
+
     def __init__(
         self,
         *,
@@ -152,7 +159,7 @@ class Engine:
         self._options = options or EngineOptions()
         self._lanes = Lanes(max_in_flight=self._options.max_in_flight)
         self._offsets: dict[Partition, PartitionOffsets] = {}
-        self._committed: dict[Partition, int] = {}
+        self._committed: dict[Partition, tuple[int, str]] = {}
         self._paused: set[Partition] = set()
         self._tasks: dict[LaneId, asyncio.Task[None]] = {}
         self._attempts: dict[LaneId, Attempts] = {}
@@ -171,6 +178,7 @@ class Engine:
 
     async def run(self, *, exit_at_end: bool = False) -> int:
         loop = asyncio.get_running_loop()
+        self._durable = loop.create_future()
         self._producer = AsyncProducer(settings=self._settings)
         self._main = ConsumerThread(
             settings=self._settings,
@@ -230,6 +238,7 @@ class Engine:
             "skipped": dict(self.stats.skipped),
             "dead_lettered": dict(self.stats.dead_lettered),
             "retried_in_place": self.stats.retried_in_place,
+            "already_done": self.stats.already_done,
             "sent_to_retry": dict(self.stats.sent_to_retry),
             "max_in_flight_seen": self.stats.max_in_flight_seen,
         }
@@ -251,8 +260,9 @@ class Engine:
     async def _shut_down(self) -> None:
         assert self._main is not None and self._retry is not None and self._producer is not None
         self._lanes.hold(self._offsets)
+        self._release_durable_waiters()
         await self._finish_running(list(self._tasks.values()), self._options.shutdown_deadline_s)
-        await self._commit(wait=True)
+        await self._commit()
         # The main consumer leaves the group first: its revocation callback still uses the retry one.
         self._main.stop()
         await self._main.wait_closed()
@@ -267,9 +277,19 @@ class Engine:
         matching retry partitions (they are parked), then start reading those retry partitions."""
         assert self._retry is not None
         retry_parts = [self._retry_partition(p) for p in partitions]
-        for partition in [*partitions, *retry_parts]:
-            self._offsets[partition] = PartitionOffsets()
         self._lanes.hold(partitions)
+        committed = {
+            **await asyncio.to_thread(
+                read_committed, self._settings, group_id=self._settings.group_id, partitions=partitions
+            ),
+            **await asyncio.to_thread(
+                read_committed, self._settings, group_id=self.retry_group_id, partitions=retry_parts
+            ),
+        }
+        for partition in [*partitions, *retry_parts]:
+            start, metadata = committed.get(partition, (None, None))
+            done = decode_finished(start, metadata) if start is not None else set()
+            self._offsets[partition] = PartitionOffsets(start=start, finished_beyond=done)
         waiting = await asyncio.to_thread(
             scan_keys, self._settings, group_id=self.retry_group_id, partitions=retry_parts
         )
@@ -282,7 +302,7 @@ class Engine:
         log.info("partitions assigned", partitions=_names(partitions), parked_keys=parked)
         self._dispatch()
 
-    async def _revoked(self, partitions: list[Partition]) -> Mapping[Partition, int]:
+    async def _revoked(self, partitions: list[Partition]) -> CommitOffsets:
         """Stop dispatching, let in-flight work finish within the deadline, commit the retry side, and
         hand back the input offsets to commit before the partitions are released."""
         assert self._retry is not None
@@ -290,6 +310,7 @@ class Engine:
         retry_parts = [self._retry_partition(p) for p in owned]
         both = [*owned, *retry_parts]
         self._lanes.hold(both)
+        self._release_durable_waiters()
         running = [task for lane, task in self._tasks.items() if lane[:2] in both]
         await self._finish_running(running, self._options.revoke_deadline_s)
         offsets = self._commit_candidates(owned)
@@ -352,8 +373,10 @@ class Engine:
             offsets = self._offsets.get((record.topic, record.partition))
             if offsets is None:  # fetched before a revocation we already handled
                 continue
-            offsets.register(record.offset)
             self.stats.received += 1
+            if offsets.register(record.offset):  # finished before a crash or a hand-over (offsets rule 4)
+                self._finish_done_record(record, offsets)
+                continue
             due = 0.0
             wait_until = not_before(record) if record.topic == self._settings.retry_topic else None
             if wait_until is not None and wait_until > wall_now:
@@ -361,6 +384,22 @@ class Engine:
             self._lanes.add(_lane_of(record), record, due=due)
         self._apply_back_pressure()
         self._dispatch()
+
+    def _finish_done_record(self, record: InboundRecord, offsets: PartitionOffsets) -> None:
+        offsets.finish(record.offset)
+        self.stats.already_done += 1
+        if record.topic == self._settings.retry_topic:
+            lane = _lane_of(record)
+            self._release_parked((record.partition, lane[2]))  # the assignment scan counted it
+        self._commit_wanted.set()
+
+    def _release_parked(self, parking: tuple[int, str]) -> None:
+        if parking not in self._parked:
+            return
+        self._parked[parking] -= 1
+        if self._parked[parking] <= 0:
+            del self._parked[parking]
+            log.info("key released from the retry path", partition=parking[0])
 
     def _dispatch(self) -> None:
         if self._stopping.is_set():
@@ -384,6 +423,14 @@ class Engine:
         attempts = self._attempts.setdefault(lane, Attempts())
         try:
             verdict = await self._try(lane, record, attempts)
+            if verdict is None and partition in self._offsets:
+                self._offsets[partition].finish(record.offset)
+                self._commit_wanted.set()
+                # The slot stays taken until a commit records the finish (rule 5): what a crash can
+                # repeat is then only ever what holds a slot, at most max_in_flight records. A partition
+                # being revoked or shut down is committed by that step instead.
+                if not self._lanes.is_held(partition):
+                    await asyncio.shield(self._durable)
         except asyncio.CancelledError:
             raise  # abandoned: not finished, not committed; the next owner reads it again
         except Exception as err:  # fatal by design, see rule 4
@@ -391,14 +438,11 @@ class Engine:
             return
         finally:
             self._tasks.pop(lane, None)
-        offsets = self._offsets.get(partition)
-        if offsets is None:  # no longer ours
+        if partition not in self._offsets:  # no longer ours
             return
         if verdict is None:
             self._attempts.pop(lane, None)
-            offsets.finish(record.offset)
             self._lanes.finish(lane)
-            self._commit_wanted.set()
             self._apply_back_pressure()
         else:
             self._lanes.defer(lane, verdict)
@@ -474,10 +518,7 @@ class Engine:
                 await self._dead_letter(record, failure)
                 _log_outcome(record, "dead_lettered", started, reason="retries_exhausted", attempts=total)
         if in_retry_path and parking is not None:
-            self._parked[parking] -= 1
-            if self._parked[parking] <= 0:
-                del self._parked[parking]
-                log.info("key released from the retry path", partition=record.partition)
+            self._release_parked(parking)
         return None
 
     async def _process(
@@ -602,41 +643,68 @@ class Engine:
 
     # ------------------------------------------------------------------------------------- commits
 
-    def _commit_candidates(self, partitions: list[Partition] | None = None) -> dict[Partition, int]:
-        chosen = (
-            self._offsets
-            if partitions is None
-            else {p: self._offsets[p] for p in partitions if p in self._offsets}
-        )
+    def _commit_candidates(
+        self, partitions: list[Partition] | None = None
+    ) -> dict[Partition, tuple[int, str]]:
+        """What to commit: the end of each finished prefix (rule 3), with the finished offsets beyond
+        it in the metadata (offsets rule 4); only what changed since the last commit."""
+        chosen = partitions if partitions is not None else list(self._offsets)
         candidates = {}
-        for partition, offsets in chosen.items():
-            offset = offsets.committable
-            if offset is not None and offset != self._committed.get(partition):
-                candidates[partition] = offset
+        for partition in chosen:
+            offsets = self._offsets.get(partition)
+            if offsets is None or offsets.committable is None:
+                continue
+            wanted = (offsets.committable, encode_finished(offsets.committable, offsets.finished_beyond))
+            if wanted != self._committed.get(partition):
+                candidates[partition] = wanted
         return candidates
 
     async def _commit_continuously(self) -> None:
+        """Commit finished work as it finishes (at most every commit_interval_s), then release the
+        records that waited for it (rule 5). A failed commit is tried again; they wait for that one."""
         while True:
             await self._commit_wanted.wait()
             self._commit_wanted.clear()
-            await self._commit(wait=False)
+            waiting, self._durable = self._durable, asyncio.get_running_loop().create_future()
+            try:
+                committed = await self._commit()
+            except asyncio.CancelledError:  # shutting down: it commits by itself, nobody may wait on us
+                _resolve(waiting)
+                raise
+            except Exception as err:  # a bug: stop rather than let records wait forever
+                self._fail(FatalError(f"committing offsets failed: {type(err).__name__}: {err}"))
+                _resolve(waiting)
+                return
+            if committed:
+                _resolve(waiting)
+            else:
+                self._durable.add_done_callback(partial(_resolve_after, waiting))
+                self._commit_wanted.set()
             await asyncio.sleep(self._options.commit_interval_s)
 
-    async def _commit(self, *, wait: bool) -> None:
+    def _release_durable_waiters(self) -> None:
+        """Revocation and shutdown commit by themselves (the group consumer is busy in its callback):
+        records waiting for the continuous commit must not wait for it then."""
+        waiting, self._durable = self._durable, asyncio.get_running_loop().create_future()
+        _resolve(waiting)
+
+    async def _commit(self) -> bool:
+        """Synchronous commit of every changed partition; True when all of them were accepted."""
         candidates = self._commit_candidates()
+        accepted = True
         for consumer, parts in self._by_consumer(list(candidates)):
             if not consumer.alive:
+                accepted = False
                 continue
             offsets = {p: candidates[p] for p in parts}
             try:
-                if wait:
-                    if await consumer.call(partial(commit_offsets, offsets=offsets)):
-                        self._committed.update(offsets)
-                else:
-                    await consumer.call(commit_async(offsets))
+                if await consumer.call(partial(commit_offsets, offsets=offsets)):
                     self._committed.update(offsets)
+                else:
+                    accepted = False
             except RuntimeError:  # the consumer closed meanwhile
-                continue
+                accepted = False
+        return accepted
 
     async def _end_offsets(self) -> dict[Partition, int]:
         assert self._main is not None
@@ -660,7 +728,7 @@ class Engine:
         assert self._main is not None and self._retry is not None
         if any(o.in_flight for o in self._offsets.values()):
             return False
-        await self._commit(wait=True)
+        await self._commit()
         parts = [TopicPartition(t, p) for t, p in end_offsets]
         retry_parts = [p for p in self._offsets if p[0] == self._settings.retry_topic]
         try:
@@ -680,6 +748,15 @@ class Engine:
             self._fatal = err
             log.error("fatal error, stopping", error=str(err), error_type=type(err).__name__)
         self._stopping.set()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _resolve_after(waiting: asyncio.Future[None], _done: asyncio.Future[None]) -> None:
+    _resolve(waiting)
 
 
 def _high_watermarks(consumer: Consumer, partitions: list[Partition]) -> dict[Partition, int]:

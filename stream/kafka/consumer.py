@@ -27,14 +27,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Partition = tuple[str, int]
 
-# Offsets committed at revocation: partition -> next offset to read.
-RevokeHandler = Callable[[list[Partition]], Awaitable[Mapping[Partition, int]]]
+# Offsets committed at revocation: partition -> (next offset to read, metadata).
+RevokeHandler = Callable[[list[Partition]], Awaitable[Mapping[Partition, tuple[int, str]]]]
 
 
 @dataclass(frozen=True, kw_only=True)
 class ConsumerOptions:
     batch_size: int = 500
-    poll_timeout_s: float = 0.02  # also the longest a command (a commit) waits for this thread
+    poll_timeout_s: float = 0.01  # also the longest a command (a commit) waits for this thread
     revoke_deadline_s: float = 30.0
     group_protocol: str = "classic"  # or "consumer" (KIP-848)
     group_instance_id: str | None = None  # static membership
@@ -209,12 +209,17 @@ class ConsumerThread:
         self._wait(self._on_lost([(p.topic, p.partition) for p in partitions]), None)
 
 
-def commit_offsets(consumer: Consumer, offsets: Mapping[Partition, int]) -> bool:
+CommitOffsets = Mapping[Partition, tuple[int, str]]  # partition -> (next offset to read, metadata)
+
+
+def _topic_partitions(offsets: CommitOffsets) -> list[TopicPartition]:
+    return [TopicPartition(t, p, o, metadata=m) for (t, p), (o, m) in offsets.items()]
+
+
+def commit_offsets(consumer: Consumer, offsets: CommitOffsets) -> bool:
     """Synchronous commit. A failure is logged and reported; the caller commits again later."""
     try:
-        consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
-        )
+        consumer.commit(offsets=_topic_partitions(offsets), asynchronous=False)
     except KafkaException as err:
         error = err.args[0] if err.args else err
         if isinstance(error, KafkaError) and error.code() == KafkaError._NO_OFFSET:
@@ -237,17 +242,3 @@ def assign(partitions: list[Partition]) -> Callable[[Consumer], None]:
 
 def unassign(partitions: list[Partition]) -> Callable[[Consumer], None]:
     return lambda consumer: consumer.incremental_unassign([TopicPartition(t, p) for t, p in partitions])
-
-
-def commit_async(offsets: Mapping[Partition, int]) -> Callable[[Consumer], None]:
-    """A command: commit without waiting for the broker (the next commit covers a failed one)."""
-
-    def command(consumer: Consumer) -> None:
-        try:
-            consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True
-            )
-        except KafkaException as err:
-            log.warning("commit failed, will retry: %s", err)
-
-    return command

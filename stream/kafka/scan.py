@@ -26,14 +26,27 @@ class ScanFailed(StreamError):
     """The retry topic could not be read within the deadline; the parked state is unknown."""
 
 
-def scan_keys(
-    settings: KafkaSettings, *, group_id: str, partitions: list[Partition], timeout_s: float = 60.0
-) -> dict[Partition, Counter[str]]:
-    """Keys (with their record counts) from each partition's committed offset up to its end now."""
-    found: dict[Partition, Counter[str]] = {p: Counter() for p in partitions}
+def read_committed(
+    settings: KafkaSettings, *, group_id: str, partitions: list[Partition], timeout_s: float = 30.0
+) -> dict[Partition, tuple[int | None, str | None]]:
+    """Each partition's committed offset and metadata for `group_id` (None when nothing is committed).
+
+    A separate consumer that joins no group: the engine calls this while its group consumer waits in
+    the assignment callback."""
     if not partitions:
-        return found
-    consumer = Consumer(
+        return {}
+    consumer = _reader(settings, group_id)
+    try:
+        committed = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout_s)
+    finally:
+        consumer.close()
+    return {
+        (tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None, tp.metadata) for tp in committed
+    }
+
+
+def _reader(settings: KafkaSettings, group_id: str) -> Consumer:
+    return Consumer(
         {
             **settings.client_config(),
             "group.id": group_id,
@@ -44,6 +57,16 @@ def scan_keys(
         },
         logger=logging.getLogger("librdkafka"),
     )
+
+
+def scan_keys(
+    settings: KafkaSettings, *, group_id: str, partitions: list[Partition], timeout_s: float = 60.0
+) -> dict[Partition, Counter[str]]:
+    """Keys (with their record counts) from each partition's committed offset up to its end now."""
+    found: dict[Partition, Counter[str]] = {p: Counter() for p in partitions}
+    if not partitions:
+        return found
+    consumer = _reader(settings, group_id)
     try:
         committed = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout_s)
         starts: list[TopicPartition] = []

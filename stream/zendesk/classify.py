@@ -20,6 +20,7 @@ Pure functions: no I/O, no clock unless passed in (`now`, for a Retry-After give
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -31,6 +32,7 @@ from enum import StrEnum
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
 
 from stream.outcomes import DlqReason
@@ -159,7 +161,17 @@ def classify(
 
 
 def classify_exception(exc: httpx.HTTPError) -> Transient:
-    """A request that got no answer. Never retried by httpx itself; the caller decides."""
+    """A request that got no answer. The transport (aiohttp) retried it once already if it was
+    idempotent and went out on a kept-alive connection that turned out closed; the caller decides more.
+
+    The transport maps every aiohttp connection error to an httpx timeout; its cause tells the truth."""
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return Transient(TransientReason.CONNECT_ERROR)
+    if isinstance(cause, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+        return Transient(TransientReason.TIMEOUT)
+    if isinstance(cause, aiohttp.ClientError):
+        return Transient(TransientReason.NETWORK_ERROR)
     if isinstance(exc, httpx.TimeoutException):
         return Transient(TransientReason.TIMEOUT)
     if isinstance(exc, httpx.ConnectError):

@@ -28,7 +28,6 @@ def service_env(
         "ZENDESK_API_TOKEN": simulator.api_token or "",
         "ZENDESK_SETTINGS": json.dumps(settings),
         "STREAM_LOG_FORMAT": "json",
-        "STREAM_COMMIT_INTERVAL_S": "0.5",
         **extra,
     }
 

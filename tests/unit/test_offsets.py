@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.engine.offsets import PartitionOffsets
+from stream.engine.offsets import PartitionOffsets, decode_finished, encode_finished
 
 
 def test_nothing_registered_means_nothing_to_commit() -> None:
@@ -61,3 +61,45 @@ def test_committable_is_always_the_end_of_the_finished_prefix(count: int, seed: 
         while prefix in finished:
             prefix += 1
         assert offsets.committable == (prefix if prefix > 0 else 0)
+
+
+def test_records_an_earlier_owner_finished_are_reported_and_count_as_finished() -> None:
+    offsets = PartitionOffsets(start=10, finished_beyond={12, 13})
+    assert offsets.register(10) is False
+    assert offsets.register(11) is False
+    assert offsets.register(12) is True
+    offsets.finish(12)
+    assert offsets.committable == 10
+    offsets.finish(10)
+    offsets.finish(11)
+    assert offsets.committable == 13
+    assert offsets.finished_beyond == {13}
+
+
+def test_finished_offsets_beyond_the_prefix_travel_in_the_commit_metadata() -> None:
+    offsets = PartitionOffsets()
+    for offset in range(100, 110):
+        offsets.register(offset)
+    for offset in (103, 104, 109):
+        offsets.finish(offset)
+    base = offsets.committable
+    assert base == 100
+    metadata = encode_finished(base, offsets.finished_beyond)
+    assert metadata.startswith("zs1:")
+    assert decode_finished(base, metadata) == {103, 104, 109}
+
+
+@given(st.sets(st.integers(min_value=1, max_value=50_000), max_size=3_000))
+def test_metadata_round_trips_or_keeps_a_prefix_and_always_fits(finished: set[int]) -> None:
+    metadata = encode_finished(0, finished)
+    assert len(metadata) <= 3_500
+    decoded = decode_finished(0, metadata)
+    assert decoded <= finished
+    if decoded:  # what is kept is the lowest run of the finished offsets
+        assert all(o in decoded for o in finished if o <= max(decoded))
+
+
+def test_unreadable_metadata_means_nothing_is_known_finished() -> None:
+    assert decode_finished(0, "zs1:not base64!") == set()
+    assert decode_finished(0, "someone else's metadata") == set()
+    assert decode_finished(0, None) == set()

@@ -4,6 +4,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
@@ -330,3 +331,25 @@ def test_parse_error_body_on_garbage() -> None:
     for body in (b"", b"null", b"[]", b"<html>", b'{"error": 5}'):
         parsed = parse_error_body(body)
         assert parsed.code is None and parsed.field_errors == ()
+
+
+def _chained(exc: httpx.HTTPError, cause: BaseException) -> httpx.HTTPError:
+    exc.__cause__ = cause
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (
+            _chained(httpx.ConnectTimeout("x"), aiohttp.ServerDisconnectedError()),
+            TransientReason.NETWORK_ERROR,
+        ),
+        (_chained(httpx.ReadTimeout("x"), aiohttp.SocketTimeoutError()), TransientReason.TIMEOUT),
+        (_chained(httpx.ConnectTimeout("x"), aiohttp.ServerTimeoutError()), TransientReason.TIMEOUT),
+    ],
+)
+def test_the_aiohttp_cause_of_a_transport_error_names_what_happened(
+    exc: httpx.HTTPError, reason: TransientReason
+) -> None:
+    assert classify_exception(exc).reason is reason
