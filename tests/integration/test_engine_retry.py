@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from stream.simulator.testing import RunningSimulator
 from tests.support.kafka import consume, create_service_topics, produce, unique_topic
@@ -164,3 +165,37 @@ def test_zendesk_refusing_the_credentials_stops_start_up_with_one_line(
     lines = [line for line in result.stderr.splitlines() if line.startswith("zendesk-stream:")]
     assert len(lines) == 1 and "401" in lines[0], result.stderr[-2000:]
     assert "wrong-token" not in result.stderr
+
+
+def test_zendesk_refusing_the_credentials_mid_run_stops_loudly_and_dead_letters_nothing(
+    kafka_bootstrap: str, fast_simulator: RunningSimulator
+) -> None:
+    topic = unique_topic("revoked")
+    create_service_topics(kafka_bootstrap, topic)
+    _seed_users(fast_simulator, "k1", "k2", "k3")
+    produce(kafka_bootstrap, topic, _events("k1", [1]) + _events("k2", [1]) + _events("k3", [1]))
+    env = service_env(kafka_bootstrap, topic, fast_simulator, SETTINGS)
+    # Credentials revoked after start-up: every event post answers 401.
+    fast_simulator.control.inject_fault(path="user_profiles/events", status=401, count=1_000)
+
+    stopped = run_to_end(env)
+
+    assert stopped.returncode == 2, stopped.stderr[-2000:]
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert last.startswith("zendesk-stream: Zendesk refused our credentials (401)"), last
+    assert "Traceback" not in stopped.stderr
+    assert _high_watermark(kafka_bootstrap, f"{topic}.dlq") == 0
+
+    # Once the credentials work again, a restart delivers every event: nothing was committed unfinished.
+    fast_simulator.control.clear_faults()
+    again = run_to_end(env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [_sequence(fast_simulator, key) for key in ("k1", "k2", "k3")] == [[1], [1], [1]]
+
+
+def _high_watermark(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("peek")})
+    try:
+        return int(consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1])
+    finally:
+        consumer.close()

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from stream.simulator.testing import RunningSimulator
-from tests.support.kafka import consume, create_topics, produce
+from tests.support.kafka import consume, create_service_topics, create_topics, produce, unique_topic
 from tests.support.segment import group, identify, track
 from tests.support.service import log_events, run_to_end, service_env, start_service
 from tests.support.waiting import wait_for
@@ -99,3 +100,25 @@ def test_sigterm_stops_the_service_gracefully_with_exit_0_and_commits(
     again = run_to_end(service_env(kafka_bootstrap, topic, fast_simulator, SETTINGS))
     assert again.returncode == 0, again.stderr[-2000:]
     assert not [line for line in log_events(again.stderr) if line.get("event") == "event"]
+
+
+def test_static_membership_keeps_the_member_registered_under_its_instance_id(
+    kafka_bootstrap: str, fast_simulator: RunningSimulator
+) -> None:
+    topic = unique_topic("static")
+    create_service_topics(kafka_bootstrap, topic)
+    produce(kafka_bootstrap, topic, [("u1", identify("u1", name="Static"))])
+    env = service_env(
+        kafka_bootstrap, topic, fast_simulator, SETTINGS, STREAM_GROUP_INSTANCE_ID="zs-static-1"
+    )
+
+    result = run_to_end(env)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [u["name"] for u in fast_simulator.control.state()["users"]] == ["Static"]
+    # A static member that stops is not removed from the group: it may come back without a rebalance.
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    described = admin.describe_consumer_groups([env["STREAM_GROUP_ID"]])[env["STREAM_GROUP_ID"]].result(
+        timeout=30
+    )
+    assert [m.group_instance_id for m in described.members] == ["zs-static-1"]
