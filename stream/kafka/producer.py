@@ -16,6 +16,8 @@ from confluent_kafka import KafkaError, Message, Producer
 from stream.errors import StreamError
 from stream.kafka.config import KafkaSettings
 
+UNASSIGNED = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the partitioner chooses (by key)
+
 
 class ProduceFailed(StreamError):
     """The broker did not confirm a record within the producer's delivery timeout."""
@@ -57,7 +59,14 @@ class AsyncProducer:
 
         while True:
             try:
-                self._producer.produce(topic, key=key, value=value, headers=list(headers), on_delivery=report)
+                self._producer.produce(
+                    topic,
+                    key=key,
+                    value=value,
+                    headers=list(headers),
+                    on_delivery=report,
+                    partition=UNASSIGNED if partition is None else partition,
+                )
                 break
             except BufferError:  # local queue full: let reports drain, then try again
                 await asyncio.sleep(0.05)

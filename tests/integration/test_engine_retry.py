@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from stream.simulator.testing import RunningSimulator
 from tests.support.kafka import consume, create_service_topics, produce, unique_topic
@@ -199,3 +199,39 @@ def _high_watermark(bootstrap: str, topic: str) -> int:
         return int(consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1])
     finally:
         consumer.close()
+
+
+def test_retry_records_go_to_the_retry_partition_with_their_input_partitions_number(
+    kafka_bootstrap: str, fast_simulator: RunningSimulator
+) -> None:
+    topic = unique_topic("retry-partition")
+    create_service_topics(kafka_bootstrap, topic, partitions=4)
+    keys = [f"k{i}" for i in range(12)]
+    _seed_users(fast_simulator, *keys)
+    # Every event fails once in place and again in the retry path's first round, then succeeds.
+    fast_simulator.control.inject_fault(path="events", method="POST", count=24, status=503)
+    # Placed by hand, as a producer with another partitioner (Java's murmur2) would: not where
+    # librdkafka's own hash of the key would put them.
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for index, (key, event) in enumerate(e for k in keys for e in _events(k, [1])):
+        producer.produce(topic, key=key, value=json.dumps(event).encode(), partition=index % 4)
+    assert producer.flush(30) == 0
+    env = service_env(
+        kafka_bootstrap,
+        topic,
+        fast_simulator,
+        SETTINGS,
+        STREAM_RETRY_ATTEMPTS="1",
+        STREAM_RETRY_DELAY_S="1",
+        STREAM_RETRY_ROUNDS="5",
+    )
+
+    result = run_to_end(env)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    retried = consume(kafka_bootstrap, f"{topic}.retry", count=12)
+    assert len({m.partition() for m in retried}) > 1  # the keys spread over several partitions
+    for message in retried:
+        headers = dict(message.headers() or [])
+        assert int(headers["zs.original.partition"]) == message.partition()
+    assert all(_sequence(fast_simulator, key) == [1] for key in keys)
