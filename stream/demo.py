@@ -9,16 +9,13 @@ dead letters, and a few dozen customers), the consumer until it has caught up, t
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import shutil
-import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from confluent_kafka import Producer
@@ -28,26 +25,15 @@ from stream.errors import ConfigError
 from stream.events import event_key
 from stream.kafka.admin import KafkaAdmin
 from stream.kafka.config import kafka_settings_from_env
+from stream.localkafka import LAUNCHER, load_launcher
 from stream.service import run_service
 from stream.simulator.testing import run_simulator
 from stream.topics import CreateTopic, load_specs, plan_changes
 
 REPO = Path(__file__).resolve().parent.parent
-LAUNCHER = REPO / "ops" / "kafka" / "kafkalocal.py"
 SAMPLES = Path(__file__).resolve().parent / "samples" / "segment-events.jsonl"
 DEMO_PORT = 19092  # below Linux's ephemeral port range, where outgoing sockets could hold it
 DEMO_SETTINGS = {"events": ["Article Completed"], "removeUsersFromOrganizations": True, "verified": True}
-
-
-def _launcher() -> ModuleType:
-    if not LAUNCHER.exists():
-        raise ConfigError(f"the demo needs a source checkout: {LAUNCHER} not found")
-    spec = importlib.util.spec_from_file_location("kafkalocal", LAUNCHER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["kafkalocal"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def say(text: str) -> None:
@@ -55,9 +41,12 @@ def say(text: str) -> None:
 
 
 def run_demo(env: Mapping[str, str], *, keep_kafka: bool) -> int:
-    launcher = _launcher()
+    launcher = load_launcher()
     data_dir = Path(tempfile.mkdtemp(prefix="zendesk-stream-demo-kafka-"))
-    base_port = _free_base_port(launcher)
+    try:
+        base_port = launcher.free_base_port(start=DEMO_PORT)  # a user's own Kafka may sit on 9092
+    except launcher.LauncherError as err:
+        raise ConfigError(f"local Kafka: {err}") from None
     say(f"1. local Kafka (KRaft, data in {data_dir}) ...")
     began = time.monotonic()
     try:
@@ -75,14 +64,6 @@ def run_demo(env: Mapping[str, str], *, keep_kafka: bool) -> int:
                 launcher.stop_node(node)
             shutil.rmtree(data_dir, ignore_errors=True)
             say("local Kafka stopped (use --keep-kafka to leave it running)")
-
-
-def _free_base_port(launcher: ModuleType) -> int:
-    """The first port pair from DEMO_PORT on that nothing holds (a user's own Kafka may sit on 9092)."""
-    for port in range(DEMO_PORT, DEMO_PORT + 200, 2):
-        if launcher.port_free(port) and launcher.port_free(port + 1):
-            return port
-    raise ConfigError(f"local Kafka: no free port pair between {DEMO_PORT} and {DEMO_PORT + 200}")
 
 
 def _with_kafka(bootstrap: str, env: Mapping[str, str]) -> int:
@@ -150,7 +131,7 @@ def _print_summary(summary: Mapping[str, Any], state: Mapping[str, Any], request
     say("\n   the consumer's own account:")
     say(
         f"   received {summary['received']}, delivered {summary['delivered']} "
-        f"({summary['operations']} Zendesk operations), max in flight {summary['max_in_flight_seen']}"
+        f"({summary['operations']} operations planned), max in flight {summary['max_in_flight_seen']}"
     )
     say(f"   skipped (committed, not sent): {summary['skipped']}")
     say(f"   dead-lettered (see the .dlq topic headers): {summary['dead_lettered']}")

@@ -30,12 +30,10 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import importlib.util
 import json
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,50 +44,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 
 import httpx
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from httpx_aiohttp import AiohttpTransport
 
+from stream.localkafka import load_launcher
 from stream.simulator.testing import RunningSimulator, run_simulator
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "ops" / "benchmarks" / "RESULTS.md"
-LAUNCHER = REPO / "ops" / "kafka" / "kafkalocal.py"
 SECTION = "## Engine"
 
 
 # ------------------------------------------------------------------------------------------ broker
-
-
-def _launcher() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kafkalocal", LAUNCHER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["kafkalocal"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _free_base_port() -> int:
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port < 65000 and all(_free(p) for p in range(port, port + 2)):
-            return port
-    raise RuntimeError("no free port pair on 127.0.0.1")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @contextlib.contextmanager
@@ -98,9 +67,9 @@ def broker() -> Iterator[tuple[str, str]]:
     if configured:
         yield configured, "KAFKA_BOOTSTRAP_SERVERS"
         return
-    launcher = _launcher()
+    launcher = load_launcher()
     with tempfile.TemporaryDirectory(prefix="engine-bench-kafka-") as data_dir:
-        cluster = launcher.start(Path(data_dir), 1, _free_base_port(), None, 180.0)
+        cluster = launcher.start(Path(data_dir), 1, launcher.free_base_port(), None, 180.0)
         try:
             yield cluster.bootstrap, "native launcher ops/kafka/kafkalocal.py (one node, KRaft)"
         finally:

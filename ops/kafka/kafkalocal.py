@@ -282,6 +282,21 @@ def port_free(port: int) -> bool:
     return True
 
 
+def free_base_port(nodes: int = 1, *, start: int | None = None) -> int:
+    """A base port whose 2 x `nodes` ports are all free now: scanning up from `start`, else from ports the
+    kernel hands out (tests running side by side)."""
+    width = 2 * nodes
+    candidates: list[int] = list(range(start, start + 200 * width, width)) if start else []
+    for _ in range(200 if not start else 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            candidates.append(int(probe.getsockname()[1]))
+    for port in candidates:
+        if port + width < 65_536 and all(port_free(p) for p in range(port, port + width)):
+            return port
+    raise LauncherError(f"no {width} free consecutive ports found on 127.0.0.1")
+
+
 def spawn_node(libs: Path, node: Node) -> subprocess.Popen[bytes]:
     for port in (node.client_port, node.controller_port):
         if not port_free(port):

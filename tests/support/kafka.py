@@ -7,11 +7,8 @@ No path skips: a test that needs Kafka fails when no broker can be had, in CI an
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import socket
-import sys
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -22,38 +19,10 @@ from typing import Any
 from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from stream.localkafka import load_launcher
+
 REPO = Path(__file__).resolve().parents[2]
-LAUNCHER = REPO / "ops" / "kafka" / "kafkalocal.py"
 TESTCONTAINERS_IMAGE = "confluentinc/cp-kafka:8.0.0"  # Apache Kafka 4.0, KRaft
-
-
-def load_launcher() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kafkalocal", LAUNCHER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["kafkalocal"] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-def free_port_pair() -> int:
-    """A port p such that p and p+1 are free now (client and controller listener of one node)."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port < 65000 and all(_free(p) for p in range(port, port + 6)):
-            return port
-    raise RuntimeError("no free port range found on 127.0.0.1")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def docker_engine_answers() -> bool:
@@ -69,7 +38,7 @@ def docker_engine_answers() -> bool:
 @contextmanager
 def native_cluster(data_dir: Path, *, nodes: int = 1) -> Iterator[tuple[str, ModuleType]]:
     launcher = load_launcher()
-    base_port = free_port_pair()
+    base_port = launcher.free_base_port(nodes)
     cluster = launcher.start(data_dir, nodes, base_port, None, 180.0)
     try:
         yield cluster.bootstrap, launcher
