@@ -278,20 +278,20 @@ class Engine:
         assert self._retry is not None
         retry_parts = [self._retry_partition(p) for p in partitions]
         self._lanes.hold(partitions)
-        committed = {
-            **await asyncio.to_thread(
-                read_committed, self._settings, group_id=self._settings.group_id, partitions=partitions
-            ),
-            **await asyncio.to_thread(
-                read_committed, self._settings, group_id=self.retry_group_id, partitions=retry_parts
-            ),
-        }
-        for partition in [*partitions, *retry_parts]:
-            start, metadata = committed.get(partition, (None, None))
+        input_committed = await asyncio.to_thread(
+            read_committed, self._settings, group_id=self._settings.group_id, partitions=partitions
+        )
+        retry_committed = await asyncio.to_thread(
+            read_committed, self._settings, group_id=self.retry_group_id, partitions=retry_parts
+        )
+        for partition, (start, metadata) in {**input_committed, **retry_committed}.items():
             done = decode_finished(start, metadata) if start is not None else set()
             self._offsets[partition] = PartitionOffsets(start=start, finished_beyond=done)
         waiting = await asyncio.to_thread(
-            scan_keys, self._settings, group_id=self.retry_group_id, partitions=retry_parts
+            scan_keys,
+            self._settings,
+            group_id=self.retry_group_id,
+            committed={p: start for p, (start, _) in retry_committed.items()},
         )
         for (_, number), keys in waiting.items():
             for key, count in keys.items():

@@ -13,8 +13,9 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from stream.errors import StreamError
 from stream.kafka.config import KafkaSettings
@@ -60,25 +61,27 @@ def _reader(settings: KafkaSettings, group_id: str) -> Consumer:
 
 
 def scan_keys(
-    settings: KafkaSettings, *, group_id: str, partitions: list[Partition], timeout_s: float = 60.0
+    settings: KafkaSettings,
+    *,
+    group_id: str,
+    committed: Mapping[Partition, int | None],
+    timeout_s: float = 60.0,
 ) -> dict[Partition, Counter[str]]:
-    """Keys (with their record counts) from each partition's committed offset up to its end now."""
-    found: dict[Partition, Counter[str]] = {p: Counter() for p in partitions}
-    if not partitions:
+    """Keys (with their record counts) from each partition's committed offset (as `read_committed`
+    gave it; None: from the start) up to its end now."""
+    found: dict[Partition, Counter[str]] = {p: Counter() for p in committed}
+    if not committed:
         return found
     consumer = _reader(settings, group_id)
     try:
-        committed = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout_s)
         starts: list[TopicPartition] = []
         ends: dict[Partition, int] = {}
-        for tp in committed:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(tp.topic, tp.partition), timeout=timeout_s
-            )
-            start = tp.offset if tp.offset != OFFSET_INVALID and tp.offset >= 0 else low
+        for (name, number), offset in committed.items():
+            low, high = consumer.get_watermark_offsets(TopicPartition(name, number), timeout=timeout_s)
+            start = offset if offset is not None else low
             if start < high:
-                starts.append(TopicPartition(tp.topic, tp.partition, start))
-                ends[(tp.topic, tp.partition)] = high
+                starts.append(TopicPartition(name, number, start))
+                ends[(name, number)] = high
         if not starts:
             return found
         consumer.assign(starts)
