@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from stream import __version__
+from stream.environment import check_environment
 from stream.errors import ConfigError, StreamError, ZendeskConfigError
 from stream.kafka.config import kafka_settings_from_env
 from stream.observability import configure_logging
@@ -135,6 +136,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace, Mapping[str, str]], int] = args.handler
     try:
+        if args.command != "simulator":
+            check_environment(environment)
         configure_logging(environment)
         return handler(args, environment)
     except ConfigError as err:
@@ -152,13 +155,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import asyncio  # noqa: PLC0415
+    import dataclasses  # noqa: PLC0415
 
     from stream.config import engine_options_from_env, load_config  # noqa: PLC0415
     from stream.service import check_kafka, run_service  # noqa: PLC0415
 
     config = load_config(env)
     options = engine_options_from_env(env)
-    check_kafka(config)
+    options = dataclasses.replace(options, max_record_bytes=check_kafka(config))
     result = asyncio.run(run_service(config, options, exit_at_end=args.exit_at_end))
     return result.exit_code
 
@@ -183,14 +187,20 @@ def _topics_apply(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     brokers = admin.broker_count()
     existing = admin.existing_topics(spec.name for spec in specs)
     actions = topics.plan_changes(
-        specs, existing, broker_count=brokers, increase_partitions=args.increase_partitions
+        specs,
+        existing,
+        broker_count=brokers,
+        increase_partitions=args.increase_partitions,
+        dry_run=args.dry_run,
     )
     for action in actions:
         print(topics.describe(action))
     changes = [a for a in actions if not isinstance(a, topics.Warning_)]
     if not changes:
         print(f"topics up to date: {', '.join(spec.name for spec in specs)}")
-    elif not args.dry_run:
+    elif args.dry_run:
+        print(f"dry run: {len(changes)} change(s) not applied")
+    else:
         admin.apply(changes)
         print(f"applied {len(changes)} change(s)")
     return 0

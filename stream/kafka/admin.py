@@ -50,10 +50,12 @@ class KafkaAdmin:
         found = {}
         for resource, future in described.items():
             entries = _result(future, f"describing topic {resource.name}")
+            partitions = metadata.topics[resource.name].partitions
             found[resource.name] = ExistingTopic(
                 name=resource.name,
-                partitions=len(metadata.topics[resource.name].partitions),
+                partitions=len(partitions),
                 config={key: entry.value for key, entry in entries.items() if entry.value is not None},
+                replication_factor=max((len(p.replicas) for p in partitions.values()), default=1),
             )
         return found
 
