@@ -20,6 +20,7 @@ class DlqReason(StrEnum):
     INVALID_PAYLOAD = "invalid_payload"
     IDENTIFIER_TOO_LONG = "identifier_too_long"
     EVENT_NAME_TOO_LONG = "event_name_too_long"
+    RECORD_TOO_LARGE = "record_too_large"  # its copy does not fit the retry or dead-letter topic
     USER_NOT_FOUND = "user_not_found"
     IDENTITY_CONFLICT = "identity_conflict"
     ZENDESK_REJECTED = "zendesk_rejected"
@@ -34,6 +35,7 @@ _CLASS_OF: dict[DlqReason, ErrorClass] = {
     DlqReason.INVALID_PAYLOAD: ErrorClass.INVALID,
     DlqReason.IDENTIFIER_TOO_LONG: ErrorClass.INVALID,
     DlqReason.EVENT_NAME_TOO_LONG: ErrorClass.INVALID,
+    DlqReason.RECORD_TOO_LARGE: ErrorClass.INVALID,
     DlqReason.USER_NOT_FOUND: ErrorClass.REJECTED,
     DlqReason.IDENTITY_CONFLICT: ErrorClass.REJECTED,
     DlqReason.ZENDESK_REJECTED: ErrorClass.REJECTED,

@@ -7,6 +7,7 @@ credentials (the field lists are read once here, and cached for planning).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,13 +18,18 @@ from stream.delivery import Destination, FieldsUnavailable
 from stream.engine.runner import Engine, EngineOptions
 from stream.errors import ConfigError
 from stream.kafka.admin import KafkaAdmin
-from stream.zendesk import ZendeskClient
+from stream.mapping.fields import Known
+from stream.outcomes import DeadLetter
+from stream.topics import max_message_bytes
+from stream.zendesk import ZendeskClient, ZendeskConnection
 
 log = structlog.get_logger("stream.service")
 MAX_CONNECTIONS = 100  # to Zendesk; each in-flight event uses at most one at a time
 
 
-def check_kafka(config: Config) -> None:
+def check_kafka(config: Config) -> int:
+    """Checks the broker and the topics; returns the largest record the retry and dead-letter topics
+    accept (their `max.message.bytes`), which the producer's request size follows."""
     admin = KafkaAdmin(settings=config.kafka)
     admin.broker_count()
     kafka = config.kafka
@@ -43,6 +49,30 @@ def check_kafka(config: Config) -> None:
             f"{kafka.input_topic}; give it at least as many "
             "(`zendesk-stream topics apply --increase-partitions`)"
         )
+    return max(max_message_bytes(existing[name].config) for name in (kafka.retry_topic, kafka.dlq_topic))
+
+
+STARTUP_ATTEMPTS_DELAYS_S = (1.0, 3.0)  # between the attempts to reach Zendesk at start-up
+
+
+async def check_zendesk(destination: Destination, connection: ZendeskConnection) -> Known:
+    """Zendesk answers and accepts our credentials (README promises it): the custom field definitions are
+    read, which planning needs anyway. A few tries over seconds, then one line naming the URL and what
+    really happened; 401/403 raise ZendeskConfigError at once."""
+    for delay in (*STARTUP_ATTEMPTS_DELAYS_S, None):
+        try:
+            return await destination.known()
+        except FieldsUnavailable as err:
+            if delay is None or isinstance(err.outcome, DeadLetter):
+                default = connection.base_url == f"https://{connection.subdomain}.zendesk.com"
+                setting = "ZENDESK_SUBDOMAIN" if default else "ZENDESK_BASE_URL"
+                raise ConfigError(
+                    f"{setting}: Zendesk at {connection.base_url} did not answer as expected "
+                    f"({err.outcome.message})"
+                ) from None
+            log.warning("Zendesk not reachable yet, trying again", error=err.outcome.message, in_s=delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -57,17 +87,13 @@ async def run_service(config: Config, options: EngineOptions, *, exit_at_end: bo
     connections = max(1, min(options.max_in_flight, MAX_CONNECTIONS))
     async with ZendeskClient(connection=config.zendesk, max_connections=connections) as client:
         destination = Destination(client=client, settings=config.destination)
-        try:
-            known = await destination.known()
-        except FieldsUnavailable as err:  # not fatal: planning asks again, per event
-            log.warning("could not read Zendesk field definitions at start-up", error=str(err))
-        else:
-            log.info(
-                "zendesk reachable",
-                base_url=config.zendesk.base_url,
-                user_fields=len(known.user_fields),
-                organization_fields=len(known.organization_fields),
-            )
+        known = await check_zendesk(destination, config.zendesk)
+        log.info(
+            "zendesk reachable",
+            base_url=config.zendesk.base_url,
+            user_fields=len(known.user_fields),
+            organization_fields=len(known.organization_fields),
+        )
         engine = Engine(settings=config.kafka, processor=destination, options=options)
         exit_code = await engine.run(exit_at_end=exit_at_end)
         if engine.fatal is not None:

@@ -112,6 +112,8 @@ def service_env(
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "STREAM_TOPIC": topic,
         "STREAM_GROUP_ID": group,
+        "STREAM_RETRY_TOPIC": f"{topic}.retry",
+        "STREAM_DLQ_TOPIC": f"{topic}.dlq",
         "ZENDESK_SUBDOMAIN": "bench",
         "ZENDESK_BASE_URL": simulator.base_url,
         "ZENDESK_EMAIL": simulator.email or "",

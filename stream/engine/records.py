@@ -47,9 +47,15 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def failure_headers(record: InboundRecord, failure: Failure, *, now: datetime) -> list[tuple[str, bytes]]:
+GROUP_HEADER = "zs.group"
+
+
+def failure_headers(
+    record: InboundRecord, failure: Failure, *, now: datetime, group: str
+) -> list[tuple[str, bytes]]:
     """The original headers, then ours. A record that already went through the retry path keeps its
-    first origin (`zs.original.*`, `zs.first_failure_at`); its other `zs.*` headers are replaced."""
+    first origin (`zs.original.*`, `zs.first_failure_at`); its other `zs.*` headers are replaced.
+    `group` is the consumer group writing it: a retry record is acted on by that group only."""
     kept = [(k, v) for k, v in record.headers if not k.startswith(HEADER_PREFIX)]
     original = {
         "zs.original.topic": record.topic.encode(),
@@ -70,6 +76,7 @@ def failure_headers(record: InboundRecord, failure: Failure, *, now: datetime) -
         **original,
         "zs.attempts": str(failure.attempts).encode(),
         "zs.first_failure_at": first,
+        GROUP_HEADER: group.encode(),
         **({NOT_BEFORE_HEADER: _iso(failure.not_before).encode()} if failure.not_before else {}),
     }
     return kept + list(ours.items())
@@ -89,6 +96,12 @@ def not_before(record: InboundRecord) -> datetime | None:
         return datetime.fromisoformat(raw.decode().replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+def written_by_another_group(record: InboundRecord, group: str) -> bool:
+    """A retry record that names a group other than `group` (records without the header predate it)."""
+    writer = record.header(GROUP_HEADER)
+    return writer is not None and writer.decode("utf-8", "replace") != group
 
 
 def previous_attempts(record: InboundRecord) -> int:

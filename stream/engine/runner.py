@@ -48,7 +48,14 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from stream.engine.lanes import LaneId, Lanes
 from stream.engine.offsets import PartitionOffsets, decode_finished, encode_finished
-from stream.engine.records import Failure, InboundRecord, failure_headers, not_before, previous_attempts
+from stream.engine.records import (
+    Failure,
+    InboundRecord,
+    failure_headers,
+    not_before,
+    previous_attempts,
+    written_by_another_group,
+)
 from stream.errors import InvalidEvent, StreamError, ZendeskConfigError
 from stream.events import decode_json, event_key
 from stream.kafka.config import KafkaSettings
@@ -61,7 +68,7 @@ from stream.kafka.consumer import (
     commit_offsets,
     unassign,
 )
-from stream.kafka.producer import AsyncProducer
+from stream.kafka.producer import AsyncProducer, RecordTooLarge
 from stream.kafka.scan import read_committed, scan_keys
 from stream.outcomes import (
     DeadLetter,
@@ -106,6 +113,7 @@ class EngineOptions:
     breaker_threshold: float = 0.8  # share of them dead-lettered by Zendesk or by retries that trips it
     shutdown_deadline_s: float = 30.0
     revoke_deadline_s: float = 20.0
+    max_record_bytes: int | None = None  # the largest record the retry and dead-letter topics accept
     consumer: ConsumerOptions = field(default_factory=ConsumerOptions)
 
 
@@ -121,6 +129,7 @@ class Stats:
     retried_in_place: int = 0
     already_done: int = 0  # finished by an earlier owner, read again after a crash or a hand-over
     sent_to_retry: Counter[str] = field(default_factory=Counter)
+    foreign_retries: int = 0  # retry records another consumer group wrote: not ours to act on
     max_in_flight_seen: int = 0
 
 
@@ -179,7 +188,9 @@ class Engine:
     async def run(self, *, exit_at_end: bool = False) -> int:
         loop = asyncio.get_running_loop()
         self._durable = loop.create_future()
-        self._producer = AsyncProducer(settings=self._settings)
+        self._producer = AsyncProducer(
+            settings=self._settings, max_record_bytes=self._options.max_record_bytes
+        )
         self._main = ConsumerThread(
             settings=self._settings,
             topics=[self._settings.input_topic],
@@ -292,6 +303,7 @@ class Engine:
             self._settings,
             group_id=self.retry_group_id,
             committed={p: start for p, (start, _) in retry_committed.items()},
+            writer_group=self._settings.group_id,
         )
         for (_, number), keys in waiting.items():
             for key, count in keys.items():
@@ -377,6 +389,11 @@ class Engine:
             if offsets.register(record.offset):  # finished before a crash or a hand-over (offsets rule 4)
                 self._finish_done_record(record, offsets)
                 continue
+            if record.topic == self._settings.retry_topic and written_by_another_group(
+                record, self._settings.group_id
+            ):
+                self._skip_foreign_retry(record, offsets)
+                continue
             due = 0.0
             wait_until = not_before(record) if record.topic == self._settings.retry_topic else None
             if wait_until is not None and wait_until > wall_now:
@@ -391,6 +408,20 @@ class Engine:
         if record.topic == self._settings.retry_topic:
             lane = _lane_of(record)
             self._release_parked((record.partition, lane[2]))  # the assignment scan counted it
+        self._commit_wanted.set()
+
+    def _skip_foreign_retry(self, record: InboundRecord, offsets: PartitionOffsets) -> None:
+        """Two deployments sharing a retry topic (set by hand) must not act on each other's retries."""
+        offsets.finish(record.offset)
+        self.stats.foreign_retries += 1
+        writer = (record.header("zs.group") or b"").decode("utf-8", "replace")
+        log.warning(
+            "skipped a retry record of another consumer group",
+            partition=record.partition,
+            offset=record.offset,
+            written_by=writer,
+            group=self._settings.group_id,
+        )
         self._commit_wanted.set()
 
     def _release_parked(self, parking: tuple[int, str]) -> None:
@@ -566,22 +597,37 @@ class Engine:
             not_before=now + timedelta(seconds=delay_s),
         )
         keyless = lane[2].startswith(NO_KEY)
-        await self._producer.send(
-            self._settings.retry_topic,
-            key=None if keyless else lane[2].encode(),
-            value=record.value,
-            headers=failure_headers(record, failure, now=now),
-            partition=record.partition,
-        )
+        try:
+            await self._producer.send(
+                self._settings.retry_topic,
+                key=None if keyless else lane[2].encode(),
+                value=record.value,
+                headers=failure_headers(record, failure, now=now, group=self._settings.group_id),
+                partition=record.partition,
+            )
+        except RecordTooLarge as err:
+            await self._dead_letter(record, _too_large(failure, err, "retry"))
+            return
         if not keyless:
             self._parked[(record.partition, lane[2])] += 1
         self.stats.sent_to_retry[reason.value] += 1
 
     async def _dead_letter(self, record: InboundRecord, failure: Failure) -> None:
+        """Write the record's dead-letter copy. One too large for the topic goes without its value
+        (`record_too_large`): its `zs.original.*` headers point at the input record, which replay reads
+        while the input's retention holds."""
         assert self._producer is not None
-        headers = failure_headers(record, failure, now=datetime.now(UTC))
-        topic = self._settings.dlq_topic
-        await self._producer.send(topic, key=record.key, value=record.value, headers=headers)
+        group, topic = self._settings.group_id, self._settings.dlq_topic
+        headers = failure_headers(record, failure, now=datetime.now(UTC), group=group)
+        try:
+            await self._producer.send(topic, key=record.key, value=record.value, headers=headers)
+        except RecordTooLarge as err:
+            failure = _too_large(failure, err, "dead-letter")
+            headers = failure_headers(record, failure, now=datetime.now(UTC), group=group)
+            try:
+                await self._producer.send(topic, key=record.key, value=None, headers=headers)
+            except RecordTooLarge:  # the key alone is too large
+                await self._producer.send(topic, key=None, value=None, headers=headers)
         self.stats.dead_lettered[failure.reason.value] += 1
         self._trip_breaker_if_needed(failure)
 
@@ -757,6 +803,21 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 def _resolve_after(waiting: asyncio.Future[None], _done: asyncio.Future[None]) -> None:
     _resolve(waiting)
+
+
+def _too_large(failure: Failure, err: RecordTooLarge, copy: str) -> Failure:
+    """The dead letter of a record whose `copy` does not fit: class invalid, no value, the first reason kept
+    in the message."""
+    if failure.reason is DlqReason.RECORD_TOO_LARGE:
+        return failure
+    return Failure(
+        reason=DlqReason.RECORD_TOO_LARGE,
+        message=f"its {copy} copy does not fit ({err}); value left out, read it from the original; "
+        f"reason before: {failure.reason.value}: {failure.message}",
+        http_status=failure.http_status,
+        attempts=failure.attempts,
+        first_failure_at=failure.first_failure_at,
+    )
 
 
 def _high_watermarks(consumer: Consumer, partitions: list[Partition]) -> dict[Partition, int]:

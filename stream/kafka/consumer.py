@@ -69,28 +69,33 @@ class ConsumerThread:
         self._commands = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._config = self._consumer_config(settings, options)
-        if group_id is not None:
+        if group_id is not None:  # the retry side: assigned by hand, and every retry record must be read
             self._config["group.id"] = group_id
+            self._config["auto.offset.reset"] = "earliest"
         self.failure: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="kafka-consumer", daemon=True)
 
     @staticmethod
     def _consumer_config(settings: KafkaSettings, options: ConsumerOptions) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            **settings.client_config(),
+        """Our defaults, then the user's properties (theirs win), then what the engine's commit rules
+        rest on (`stream.kafka.config` refuses user values for those)."""
+        defaults: dict[str, Any] = {
+            "auto.offset.reset": "earliest",
+            "group.protocol": options.group_protocol,
+            "max.poll.interval.ms": options.max_poll_interval_ms,
+        }
+        if options.group_protocol == "classic":
+            defaults["partition.assignment.strategy"] = "cooperative-sticky"
+            defaults["session.timeout.ms"] = options.session_timeout_ms
+        if options.group_instance_id:
+            defaults["group.instance.id"] = options.group_instance_id
+        return {
+            **defaults,
+            **settings.client_config("consumer"),
             "group.id": settings.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "group.protocol": options.group_protocol,
         }
-        if options.group_protocol == "classic":
-            config["partition.assignment.strategy"] = "cooperative-sticky"
-            config["session.timeout.ms"] = options.session_timeout_ms
-        config["max.poll.interval.ms"] = options.max_poll_interval_ms
-        if options.group_instance_id:
-            config["group.instance.id"] = options.group_instance_id
-        return config
 
     # --------------------------------------------------------------------------------- lifecycle
 
@@ -183,7 +188,7 @@ class ConsumerThread:
             offset=offset,
             key=message.key(),
             value=message.value(),
-            headers=_headers(message),
+            headers=message_headers(message),
             timestamp_ms=stamp if kind else None,
         )
 
@@ -229,7 +234,7 @@ def commit_offsets(consumer: Consumer, offsets: CommitOffsets) -> bool:
     return True
 
 
-def _headers(message: Message) -> tuple[tuple[str, bytes], ...]:
+def message_headers(message: Message) -> tuple[tuple[str, bytes], ...]:
     raw = message.headers() or []
     pairs = raw.items() if isinstance(raw, dict) else raw
     return tuple((str(k), v.encode() if isinstance(v, str) else (v or b"")) for k, v in pairs)

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from stream.errors import StreamError
 from stream.kafka.config import KafkaSettings
@@ -23,16 +23,35 @@ class ProduceFailed(StreamError):
     """The broker did not confirm a record within the producer's delivery timeout."""
 
 
+class RecordTooLarge(ProduceFailed):
+    """The record is larger than the producer or the topic accepts (`max.message.bytes`)."""
+
+
+_TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default request size
+FRAMING_BYTES = 64 * 1024  # request framing around the largest record a topic accepts
+
+
 class AsyncProducer:
-    def __init__(self, *, settings: KafkaSettings, client_id: str = "zendesk-stream") -> None:
+    def __init__(
+        self,
+        *,
+        settings: KafkaSettings,
+        client_id: str = "zendesk-stream",
+        max_record_bytes: int | None = None,
+    ) -> None:
+        """`max_record_bytes`: the largest record the topics we write accept; the producer's request size
+        follows it, so a copy the topic would take is never refused on our side."""
         config: dict[str, str | int | float | bool] = {
-            **settings.client_config(),
             "client.id": client_id,
-            "acks": "all",
-            "enable.idempotence": True,
             "linger.ms": 5,
             "delivery.timeout.ms": 60_000,
+            **settings.client_config("producer"),
+            "acks": "all",
+            "enable.idempotence": True,
         }
+        if max_record_bytes is not None and settings.chosen("message.max.bytes") is None:
+            config["message.max.bytes"] = max(DEFAULT_MESSAGE_MAX_BYTES, max_record_bytes + FRAMING_BYTES)
         self._producer = Producer(config, logger=logging.getLogger("librdkafka"))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve_reports, name="kafka-producer", daemon=True)
@@ -70,6 +89,8 @@ class AsyncProducer:
                 break
             except BufferError:  # local queue full: let reports drain, then try again
                 await asyncio.sleep(0.05)
+            except KafkaException as err:
+                raise _failure(err.args[0] if err.args else None, str(err)) from None
         await done
 
     def close(self, timeout_s: float = 30.0) -> None:
@@ -84,4 +105,10 @@ def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
     if err is None:
         future.set_result(None)
     else:
-        future.set_exception(ProduceFailed(f"Kafka did not accept the record: {err.str()}"))
+        future.set_exception(_failure(err, err.str()))
+
+
+def _failure(error: object, text: str) -> ProduceFailed:
+    if isinstance(error, KafkaError) and error.code() in _TOO_LARGE:
+        return RecordTooLarge(f"the record is too large for the topic: {text}")
+    return ProduceFailed(f"Kafka did not accept the record: {text}")

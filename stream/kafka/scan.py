@@ -15,10 +15,12 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from stream.engine.records import GROUP_HEADER
 from stream.errors import StreamError
 from stream.kafka.config import KafkaSettings
+from stream.kafka.consumer import message_headers
 
 Partition = tuple[str, int]
 
@@ -46,10 +48,17 @@ def read_committed(
     }
 
 
+def _written_by(message: Message) -> str | None:
+    for name, value in message_headers(message):
+        if name == GROUP_HEADER:
+            return value.decode("utf-8", "replace")
+    return None
+
+
 def _reader(settings: KafkaSettings, group_id: str) -> Consumer:
     return Consumer(
         {
-            **settings.client_config(),
+            **settings.client_config("consumer"),
             "group.id": group_id,
             "client.id": f"zendesk-stream-scan-{uuid.uuid4().hex[:6]}",
             "enable.auto.commit": False,
@@ -65,10 +74,12 @@ def scan_keys(
     *,
     group_id: str,
     committed: Mapping[Partition, int | None],
+    writer_group: str,
     timeout_s: float = 60.0,
 ) -> dict[Partition, Counter[str]]:
     """Keys (with their record counts) from each partition's committed offset (as `read_committed`
-    gave it; None: from the start) up to its end now."""
+    gave it; None: from the start) up to its end now. Records another group wrote (`zs.group`) are
+    not ours to act on and park nothing."""
     found: dict[Partition, Counter[str]] = {p: Counter() for p in committed}
     if not committed:
         return found
@@ -104,7 +115,7 @@ def scan_keys(
                 if part not in ends or offset >= ends[part]:
                     continue
                 key = message.key()
-                if key:
+                if key and _written_by(message) in (None, writer_group):
                     found[part][key.decode("utf-8", "replace")] += 1
                 if offset + 1 >= ends[part]:
                     del ends[part]

@@ -31,7 +31,7 @@ from tests.support.engine import (
     settings_for,
     user_keys,
 )
-from tests.support.kafka import consume
+from tests.support.kafka import consume, dlq_topic_of
 from tests.support.segment import track
 from tests.support.service import log_events, run_to_end, service_env, start_service
 
@@ -68,7 +68,7 @@ def test_poison_goes_to_the_dlq_with_reasons_and_its_keys_go_on_in_order(
 ) -> None:
     partitions = 2
     topic = new_topic(partitions=partitions)
-    dlq = f"{topic}.dlq"
+    dlq = dlq_topic_of(topic)
     create_side_topics(kafka_bootstrap, topic, partitions=partitions)
     rng = random.Random(17)
     with run_simulator(

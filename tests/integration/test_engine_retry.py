@@ -10,7 +10,14 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from stream.simulator.testing import RunningSimulator
-from tests.support.kafka import consume, create_service_topics, produce, unique_topic
+from tests.support.kafka import (
+    consume,
+    create_service_topics,
+    dlq_topic_of,
+    produce,
+    retry_topic_of,
+    unique_topic,
+)
 from tests.support.segment import identify, track
 from tests.support.service import log_events, run_to_end, service_env, start_service
 from tests.support.waiting import wait_for
@@ -117,7 +124,7 @@ def test_the_retry_path_gives_up_after_its_rounds_and_dead_letters_retries_exhau
     result = run_to_end(service_env(kafka_bootstrap, topic, fast_simulator, {}, **FAST_RETRIES))
 
     assert result.returncode == 0, result.stderr[-3000:]
-    dead = consume(kafka_bootstrap, f"{topic}.dlq", count=1)[0]
+    dead = consume(kafka_bootstrap, dlq_topic_of(topic), count=1)[0]
     headers = dict(dead.headers() or [])
     assert headers["zs.error.reason"] == b"retries_exhausted"
     assert headers["zs.error.class"] == b"transient"
@@ -184,7 +191,7 @@ def test_zendesk_refusing_the_credentials_mid_run_stops_loudly_and_dead_letters_
     last = stopped.stderr.strip().splitlines()[-1]
     assert last.startswith("zendesk-stream: Zendesk refused our credentials (401)"), last
     assert "Traceback" not in stopped.stderr
-    assert _high_watermark(kafka_bootstrap, f"{topic}.dlq") == 0
+    assert _high_watermark(kafka_bootstrap, dlq_topic_of(topic)) == 0
 
     # Once the credentials work again, a restart delivers every event: nothing was committed unfinished.
     fast_simulator.control.clear_faults()
@@ -229,7 +236,7 @@ def test_retry_records_go_to_the_retry_partition_with_their_input_partitions_num
     result = run_to_end(env)
 
     assert result.returncode == 0, result.stderr[-3000:]
-    retried = consume(kafka_bootstrap, f"{topic}.retry", count=12)
+    retried = consume(kafka_bootstrap, retry_topic_of(topic), count=12)
     assert len({m.partition() for m in retried}) > 1  # the keys spread over several partitions
     for message in retried:
         headers = dict(message.headers() or [])

@@ -60,14 +60,16 @@ def test_topics_apply_creates_the_topics_and_a_second_run_changes_nothing(kafka_
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     topics = admin.list_topics(timeout=10).topics
     assert len(topics[base].partitions) == 12
-    assert len(topics[f"{base}.dlq"].partitions) == 3
-    dlq_config = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, f"{base}.dlq")])
+    dlq = f"{base}.zendesk-stream.dlq"  # the default group's
+    assert len(topics[dlq].partitions) == 3
+    dlq_config = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, dlq)])
     entries = next(iter(dlq_config.values())).result()
     assert entries["retention.ms"].value == "2592000000"
 
     second = _cli(["topics", "apply", "--replication-factor", "1"], env)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.strip() == f"topics up to date: {base}, {base}.retry, {base}.dlq"
+    retry = f"{base}.zendesk-stream.retry"
+    assert second.stdout.strip() == f"topics up to date: {base}, {retry}, {dlq}"
 
 
 def test_topics_apply_aligns_drifted_config_and_never_lowers_partitions(kafka_bootstrap: str) -> None:

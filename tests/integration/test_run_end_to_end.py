@@ -11,7 +11,15 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from stream.simulator.testing import RunningSimulator
-from tests.support.kafka import consume, create_service_topics, create_topics, produce, unique_topic
+from tests.support.kafka import (
+    consume,
+    create_service_topics,
+    create_topics,
+    dlq_topic_of,
+    produce,
+    retry_topic_of,
+    unique_topic,
+)
 from tests.support.segment import group, identify, track
 from tests.support.service import log_events, run_to_end, service_env, start_service
 from tests.support.waiting import wait_for
@@ -25,8 +33,8 @@ def test_the_seed_examples_reach_zendesk_and_the_run_exits_at_the_end(
     kafka_bootstrap: str, new_topic: Callable[..., str], simulator: RunningSimulator
 ) -> None:
     topic = new_topic(partitions=2)
-    new_dlq = f"{topic}.dlq"
-    create_topics(kafka_bootstrap, [new_dlq, f"{topic}.retry"], partitions=2)
+    new_dlq = dlq_topic_of(topic)
+    create_topics(kafka_bootstrap, [new_dlq, retry_topic_of(topic)], partitions=2)
     events = [
         identify("97980cfea0067", name="Peter Gibbons", email="peter@example.com", plan="premium", logins=5),
         group(
@@ -78,7 +86,7 @@ def test_sigterm_stops_the_service_gracefully_with_exit_0_and_commits(
     kafka_bootstrap: str, new_topic: Callable[..., str], fast_simulator: RunningSimulator, tmp_path: Path
 ) -> None:
     topic = new_topic()
-    create_topics(kafka_bootstrap, [f"{topic}.dlq", f"{topic}.retry"])
+    create_topics(kafka_bootstrap, [dlq_topic_of(topic), retry_topic_of(topic)])
     produce(kafka_bootstrap, topic, [(f"u{i}", identify(f"u{i}", name=f"User {i}")) for i in range(20)])
     log_path = tmp_path / "service.log"
     process = start_service(service_env(kafka_bootstrap, topic, fast_simulator, SETTINGS), log_path)

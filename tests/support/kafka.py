@@ -81,9 +81,11 @@ def produce(
     records: Iterable[tuple[str | None, bytes | dict[str, Any]]],
     *,
     headers: list[tuple[str, bytes]] | None = None,
+    producer_config: dict[str, Any] | None = None,
 ) -> int:
     """Produce (key, value) records with acks=all; dict values are JSON-encoded. Returns the count."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    config = {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, **(producer_config or {})}
+    producer = Producer(config)
     errors: list[str] = []
 
     def delivered(err: Any, _msg: Message) -> None:
@@ -127,7 +129,22 @@ def consume(bootstrap: str, topic: str, *, count: int, timeout_s: float = 60.0) 
     return messages
 
 
+def group_of(topic: str) -> str:
+    """The consumer group the tests give a service reading `topic` (tests/support/service.py)."""
+    return f"{topic}-group"
+
+
+def retry_topic_of(topic: str, group: str | None = None) -> str:
+    """The service's default retry topic: group-specific, `<input>.<group>.retry`."""
+    return f"{topic}.{group or group_of(topic)}.retry"
+
+
+def dlq_topic_of(topic: str, group: str | None = None) -> str:
+    """The service's default dead-letter topic, `<input>.<group>.dlq`."""
+    return f"{topic}.{group or group_of(topic)}.dlq"
+
+
 def create_service_topics(bootstrap: str, topic: str, *, partitions: int = 1) -> None:
     """The input topic with its retry (same partition count) and dead-letter topics."""
-    create_topics(bootstrap, [topic, f"{topic}.retry"], partitions=partitions)
-    create_topics(bootstrap, [f"{topic}.dlq"], partitions=1)
+    create_topics(bootstrap, [topic, retry_topic_of(topic)], partitions=partitions)
+    create_topics(bootstrap, [dlq_topic_of(topic)], partitions=1)

@@ -28,6 +28,7 @@ from tests.support.engine import (
     read_log,
     settings_for,
 )
+from tests.support.kafka import group_of
 from tests.support.service import service_env, start_service
 from tests.support.waiting import wait_for
 
@@ -85,7 +86,7 @@ class Group:
 
     @property
     def group_id(self) -> str:
-        return f"{self.topic}-group"
+        return group_of(self.topic)
 
     def join(self, name: str) -> Member:
         env = service_env(self.bootstrap, self.topic, self.simulator, settings_for(name), **self.extra_env)

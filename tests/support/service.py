@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.simulator.testing import RunningSimulator
-from tests.support.kafka import REPO
+from tests.support.kafka import REPO, group_of
 
 
 def service_env(
@@ -21,7 +21,7 @@ def service_env(
         **clean,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "STREAM_TOPIC": topic,
-        "STREAM_GROUP_ID": f"{topic}-group",
+        "STREAM_GROUP_ID": group_of(topic),
         "ZENDESK_SUBDOMAIN": "acme",
         "ZENDESK_BASE_URL": simulator.base_url,
         "ZENDESK_EMAIL": simulator.email or "",
@@ -45,9 +45,12 @@ def start_service(env: dict[str, str], log_path: Path, *args: str) -> subprocess
         )
 
 
-def run_to_end(env: dict[str, str], timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+def zendesk_stream(
+    args: list[str], env: dict[str, str], timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`zendesk-stream ARGS` as a process, to its end."""
     return subprocess.run(
-        [sys.executable, "-m", "stream", "run", "--exit-at-end"],
+        [sys.executable, "-m", "stream", *args],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -55,6 +58,10 @@ def run_to_end(env: dict[str, str], timeout_s: float = 120) -> subprocess.Comple
         timeout=timeout_s,
         check=False,
     )
+
+
+def run_to_end(env: dict[str, str], timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    return zendesk_stream(["run", "--exit-at-end"], env, timeout_s)
 
 
 def log_events(stderr: str) -> list[dict[str, Any]]:

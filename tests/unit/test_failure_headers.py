@@ -24,7 +24,9 @@ def test_dead_letter_headers_follow_the_contract_and_keep_the_original_headers()
     failure = Failure(
         reason=DlqReason.ZENDESK_REJECTED, message="422 RecordInvalid", http_status=422, attempts=2
     )
-    headers = dict(failure_headers(_record((("traceparent", b"00-abc"),)), failure, now=NOW))
+    headers = dict(
+        failure_headers(_record((("traceparent", b"00-abc"),)), failure, now=NOW, group="zendesk-stream")
+    )
     assert headers == {
         "traceparent": b"00-abc",
         "zs.error.reason": b"zendesk_rejected",
@@ -37,6 +39,7 @@ def test_dead_letter_headers_follow_the_contract_and_keep_the_original_headers()
         "zs.original.timestamp": b"1700000000000",
         "zs.attempts": b"2",
         "zs.first_failure_at": b"2026-11-29T10:00:00.000Z",
+        "zs.group": b"zendesk-stream",
     }
 
 
@@ -53,7 +56,7 @@ def test_a_record_from_the_retry_path_keeps_its_first_origin_and_gets_fresh_erro
         topic="segment.events.retry", partition=0, offset=1, key=None, value=b"{}", headers=earlier
     )
     failure = Failure(reason=DlqReason.USER_NOT_FOUND, message="no such user")
-    headers = failure_headers(record, failure, now=NOW)
+    headers = failure_headers(record, failure, now=NOW, group="zendesk-stream")
     names = [name for name, _ in headers]
     assert names.count("zs.error.reason") == 1
     values = dict(headers)
@@ -65,6 +68,8 @@ def test_a_record_from_the_retry_path_keeps_its_first_origin_and_gets_fresh_erro
 
 def test_error_message_is_one_bounded_line() -> None:
     failure = Failure(reason=DlqReason.INVALID_PAYLOAD, message="line one\nline two " + "x" * 2000)
-    message = dict(failure_headers(_record(), failure, now=NOW))["zs.error.message"].decode()
+    message = dict(failure_headers(_record(), failure, now=NOW, group="zendesk-stream"))[
+        "zs.error.message"
+    ].decode()
     assert "\n" not in message
     assert len(message) <= 500
