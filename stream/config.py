@@ -5,6 +5,7 @@ Every problem is a `ConfigError` with one line naming the setting; `stream.cli` 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,35 +17,6 @@ from stream.kafka.consumer import ConsumerOptions
 from stream.mapping.settings import DestinationSettings
 from stream.zendesk.connection import ZendeskConnection, connection_from
 
-# The configuration contract (ARCHITECTURE.md §2.2): every variable the service reads by name.
-# Other `KAFKA_*` variables are passed to librdkafka (see stream.kafka.config).
-ENVIRONMENT: dict[str, str] = {
-    "KAFKA_BOOTSTRAP_SERVERS": "brokers (default localhost:9092)",
-    "STREAM_TOPIC": "input topic (default segment.events)",
-    "STREAM_GROUP_ID": "consumer group (default zendesk-stream)",
-    "STREAM_RETRY_TOPIC": "retry topic (default <input>.retry)",
-    "STREAM_DLQ_TOPIC": "dead-letter topic (default <input>.dlq)",
-    "ZENDESK_SUBDOMAIN": "account subdomain (required; letters, digits, hyphens)",
-    "ZENDESK_BASE_URL": "override of https://<subdomain>.zendesk.com (https, or http on loopback)",
-    "ZENDESK_EMAIL": "API-token auth: the agent's email",
-    "ZENDESK_API_TOKEN": "API-token auth: the token",
-    "ZENDESK_OAUTH_TOKEN": "OAuth bearer auth (instead of email + API token)",
-    "ZENDESK_SETTINGS": "destination settings: inline JSON or a path to a JSON file (default {})",
-    "STREAM_MAX_IN_FLIGHT": "events processed at once, across keys (default 64)",
-    "STREAM_MAX_BUFFERED_PER_PARTITION": "records held per partition before it is paused (default 2000)",
-    "STREAM_COMMIT_INTERVAL_S": "least seconds between two commits; commits follow finished work (0.01)",
-    "STREAM_RETRY_ATTEMPTS": "in-place attempts for transient failures, the first included (default 5)",
-    "STREAM_RETRY_ROUNDS": "attempts in the retry path before dead-lettering (default 5)",
-    "STREAM_RETRY_DELAY_S": "wait before the first retry-path attempt, tripled each round (default 30)",
-    "STREAM_BREAKER_WINDOW": "recent events the circuit breaker looks at (default 200)",
-    "STREAM_BREAKER_THRESHOLD": "share of them dead-lettered (not invalid) that stops the service (0.8)",
-    "STREAM_SHUTDOWN_DEADLINE_S": "seconds in-flight work may take to finish at shutdown (default 30)",
-    "STREAM_GROUP_PROTOCOL": "classic (cooperative-sticky, default) or consumer (KIP-848)",
-    "STREAM_GROUP_INSTANCE_ID": "static group membership id (optional)",
-    "STREAM_LOG_LEVEL": "debug, info (default), warning, error",
-    "STREAM_LOG_FORMAT": "json (default when not a terminal) or console",
-}
-
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
@@ -54,15 +26,26 @@ class Config:
 
 
 def load_destination_settings(raw: str) -> DestinationSettings:
-    """`ZENDESK_SETTINGS` is inline JSON (starts with `{`) or the path of a JSON file."""
+    """`ZENDESK_SETTINGS` is inline JSON or the path of a JSON file. Text that reads as JSON (or starts
+    like it) is inline: `["events"]` is a settings value that is not an object, not a file name."""
     text = raw.strip()
-    if text and not text.startswith("{"):
+    if text and not _looks_like_json(text):
         path = Path(text).expanduser()
         try:
             text = path.read_text()
         except OSError as err:
             raise ConfigError(f"ZENDESK_SETTINGS: cannot read {path} ({err.strerror})") from None
     return DestinationSettings.parse(text or "{}")
+
+
+def _looks_like_json(text: str) -> bool:
+    if text[0] in '{["':
+        return True
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def load_config(env: Mapping[str, str]) -> Config:
@@ -104,13 +87,15 @@ def engine_options_from_env(env: Mapping[str, str]) -> EngineOptions:
         max_in_flight=_number(env, "STREAM_MAX_IN_FLIGHT", defaults.max_in_flight, 1),
         max_buffered_per_partition=buffered,
         max_buffered_total=max(defaults.max_buffered_total, buffered),
-        commit_interval_s=_seconds(env, "STREAM_COMMIT_INTERVAL_S", defaults.commit_interval_s),
-        retry_attempts=_number(env, "STREAM_RETRY_ATTEMPTS", defaults.retry_attempts, 1),
-        retry_rounds=_number(env, "STREAM_RETRY_ROUNDS", defaults.retry_rounds, 1),
-        retry_delay_s=_seconds(env, "STREAM_RETRY_DELAY_S", defaults.retry_delay_s),
+        commit_interval_s=_seconds(env, "STREAM_COMMIT_INTERVAL_S", defaults.commit_interval_s, 60),
+        retry_attempts=_number(env, "STREAM_RETRY_ATTEMPTS", defaults.retry_attempts, 1, 100),
+        retry_rounds=_number(env, "STREAM_RETRY_ROUNDS", defaults.retry_rounds, 1, 100),
+        retry_delay_s=_seconds(
+            env, "STREAM_RETRY_DELAY_S", defaults.retry_delay_s, defaults.retry_delay_max_s
+        ),
         breaker_window=_number(env, "STREAM_BREAKER_WINDOW", defaults.breaker_window, 1),
         breaker_threshold=_share(env, "STREAM_BREAKER_THRESHOLD", defaults.breaker_threshold),
-        shutdown_deadline_s=_seconds(env, "STREAM_SHUTDOWN_DEADLINE_S", defaults.shutdown_deadline_s),
+        shutdown_deadline_s=_seconds(env, "STREAM_SHUTDOWN_DEADLINE_S", defaults.shutdown_deadline_s, 3600),
         consumer=ConsumerOptions(
             group_protocol=protocol,
             group_instance_id=env.get("STREAM_GROUP_INSTANCE_ID", "").strip() or None,
@@ -118,16 +103,16 @@ def engine_options_from_env(env: Mapping[str, str]) -> EngineOptions:
     )
 
 
-def _number(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int = 1_000_000) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < minimum:
-        raise ConfigError(f"{name}: expected a whole number of at least {minimum}, got {raw!r}")
+    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise ConfigError(f"{name}: expected a whole number from {minimum} to {maximum:,}, got {raw!r}")
     return int(raw)
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, maximum: float = 86_400) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -135,8 +120,8 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not 0 < value < 86_400:
-        raise ConfigError(f"{name}: expected seconds (a positive number), got {raw!r}")
+    if not 0 < value <= maximum:
+        raise ConfigError(f"{name}: expected seconds, more than 0 and at most {maximum:g}, got {raw!r}")
     return value
 
 

@@ -371,7 +371,8 @@ class Destination:
             case ZendeskTransient():
                 return Transient(
                     message=f"Zendesk {result.reason.value}"
-                    + (f" ({result.status})" if result.status else ""),
+                    + (f" ({result.status})" if result.status else "")
+                    + (f": {result.detail}" if result.detail else ""),
                     http_status=result.status,
                     retry_after_s=result.retry_after_s,
                 )

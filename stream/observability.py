@@ -49,6 +49,8 @@ def configure_logging(env: Mapping[str, str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS[level_name])
-    # Connection chatter from librdkafka is noise at info level; its warnings and errors are not.
-    logging.getLogger("librdkafka").setLevel(max(logging.WARNING, _LEVELS[level_name]))
+    # Connection chatter from librdkafka is noise at info level; its warnings and errors are not. At
+    # debug level everything it says comes through (with KAFKA_DEBUG=cgrp,… it says a lot).
+    level = _LEVELS[level_name]
+    logging.getLogger("librdkafka").setLevel(level if level == logging.DEBUG else max(logging.WARNING, level))
     logging.getLogger("httpx").setLevel(logging.WARNING)

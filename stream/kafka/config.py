@@ -1,26 +1,48 @@
 """Kafka settings from the environment (ARCHITECTURE.md §2.2), validated once.
 
-`KAFKA_BOOTSTRAP_SERVERS` names the brokers; every other `KAFKA_*` variable is passed to librdkafka
-after mapping its name (`KAFKA_SASL_MECHANISM` → `sasl.mechanism`). Values of keys that look secret are
-kept in `Secret` wrappers (`stream.secret`) so they never reach a log line or an error message; only
-`client_config()`, whose dict goes straight to the confluent-kafka constructors, reveals them.
+`KAFKA_BOOTSTRAP_SERVERS` names the brokers; every other `KAFKA_*` variable names a librdkafka property
+(`KAFKA_SASL_MECHANISM` → `sasl.mechanism`, `KAFKA_LOG_LEVEL` → `log_level`), checked against librdkafka's
+own list (`stream.kafka.properties`): an unknown one stops start-up with a did-you-mean. Each property
+goes to the clients it belongs to (consumer, producer or both), and the user's value wins over our
+defaults, except for the few settings the engine's guarantees rest on, which are refused with the
+reason. The variables Kubernetes injects next to a Service named `kafka` (`KAFKA_PORT`,
+`KAFKA_SERVICE_HOST`, …) are recognised and ignored. Values of keys that look secret are kept in `Secret`
+wrappers (`stream.secret`), revealed only by `client_config()`, whose dict goes straight to the
+confluent-kafka constructors.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from stream.errors import ConfigError
+from stream.kafka.properties import PROPERTIES
 from stream.secret import Secret
 
+Client = Literal["consumer", "producer", "admin"]
 _SECRET_HINTS = ("password", "secret", "token", "key")
-# Commits are ours: the engine commits only finished work. librdkafka must never commit on its own.
-_FORBIDDEN = {
-    "enable.auto.commit": "the engine commits offsets itself, only after Zendesk accepted the event",
-    "group.id": "use STREAM_GROUP_ID",
+# Settings the engine's guarantees rest on: refused, with the reason, unless set to our own value.
+_FIXED: dict[str, tuple[str | None, str]] = {
+    "enable.auto.commit": (
+        "false",
+        "the engine commits offsets itself, only after Zendesk accepted the event",
+    ),
+    "enable.auto.offset.store": ("false", "the engine stores and commits offsets itself"),
+    "group.id": (None, "use STREAM_GROUP_ID"),
+    "acks": ("all", "retry and dead-letter copies must be durable (acks=all) before an offset is committed"),
+    "enable.idempotence": ("true", "retry and dead-letter copies are written idempotently"),
 }
+_ALIASES = {"-1": "all"}
+# Service links Kubernetes adds for a Service named `kafka`: KAFKA_PORT=tcp://10.0.0.5:9092,
+# KAFKA_SERVICE_HOST, KAFKA_SERVICE_PORT[_NAME], KAFKA_PORT_9092_TCP[_ADDR|_PORT|_PROTO].
+_SERVICE_LINK = re.compile(
+    r"^KAFKA_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(ADDR|PORT|PROTO))?)?)$"
+)
+_BY_ENV_NAME = {"KAFKA_" + name.upper().replace(".", "_"): name for name in PROPERTIES}
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):\d{1,5}$")
 
 
@@ -33,17 +55,30 @@ class KafkaSettings:
     dlq_topic: str
     client_overrides: Mapping[str, str | Secret] = field(default_factory=dict)
 
-    def client_config(self) -> dict[str, str | int | float | bool]:
-        """Base librdkafka configuration shared by consumer, producer and admin client. Secrets are
-        revealed here: the dict is for the confluent-kafka constructors only, never for a log."""
+    def client_config(self, client: Client = "admin") -> dict[str, str | int | float | bool]:
+        """The user's librdkafka properties that belong to `client` (a consumer gets the consumer ones,
+        a producer the producer ones, every client the shared ones). Secrets are revealed here: the dict
+        is for the confluent-kafka constructors only, never for a log."""
+        wanted = {"*", "C"} if client == "consumer" else {"*", "P"} if client == "producer" else {"*"}
         config: dict[str, str | int | float | bool] = {"bootstrap.servers": self.bootstrap_servers}
         for key, value in self.client_overrides.items():
-            config[key] = value.reveal() if isinstance(value, Secret) else value
+            if PROPERTIES.get(key, "*") in wanted:
+                config[key] = value.reveal() if isinstance(value, Secret) else value
         return config
 
+    def chosen(self, key: str) -> str | None:
+        """The value the user set for a (non-secret) property, if any."""
+        value = self.client_overrides.get(key)
+        return value if isinstance(value, str) else None
 
-def librdkafka_key(env_name: str) -> str:
-    return env_name.removeprefix("KAFKA_").lower().replace("_", ".")
+
+def librdkafka_key(env_name: str) -> str | None:
+    """The librdkafka property a `KAFKA_*` variable names, or None when it names none."""
+    return _BY_ENV_NAME.get(env_name)
+
+
+def is_service_link(env_name: str) -> bool:
+    return bool(_SERVICE_LINK.match(env_name))
 
 
 def kafka_settings_from_env(env: Mapping[str, str]) -> KafkaSettings:
@@ -53,21 +88,39 @@ def kafka_settings_from_env(env: Mapping[str, str]) -> KafkaSettings:
         raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS: expected host:port[,host:port...], got {bootstrap!r}")
     overrides: dict[str, str | Secret] = {}
     for name, value in sorted(env.items()):
-        if not name.startswith("KAFKA_") or name == "KAFKA_BOOTSTRAP_SERVERS":
+        if not name.startswith("KAFKA_") or name == "KAFKA_BOOTSTRAP_SERVERS" or is_service_link(name):
             continue
         key = librdkafka_key(name)
-        if key in _FORBIDDEN:
-            raise ConfigError(f"{name}: not allowed, {_FORBIDDEN[key]}")
+        if key is None:
+            raise ConfigError(f"{name}: not a librdkafka property{_did_you_mean(name)}")
+        if key in _FIXED:
+            _check_fixed(name, key, value)
+            continue
         overrides[key] = Secret(value) if any(h in key for h in _SECRET_HINTS) else value
     topic = _name(env, "STREAM_TOPIC", "segment.events")
+    group = _name(env, "STREAM_GROUP_ID", "zendesk-stream")
+    # Group-specific by default: two deployments on one input (staging and production accounts) must
+    # never act on each other's retries or dead letters.
     return KafkaSettings(
         bootstrap_servers=",".join(servers),
         input_topic=topic,
-        group_id=_name(env, "STREAM_GROUP_ID", "zendesk-stream"),
-        retry_topic=_name(env, "STREAM_RETRY_TOPIC", f"{topic}.retry"),
-        dlq_topic=_name(env, "STREAM_DLQ_TOPIC", f"{topic}.dlq"),
+        group_id=group,
+        retry_topic=_name(env, "STREAM_RETRY_TOPIC", f"{topic}.{group}.retry"),
+        dlq_topic=_name(env, "STREAM_DLQ_TOPIC", f"{topic}.{group}.dlq"),
         client_overrides=overrides,
     )
+
+
+def _check_fixed(name: str, key: str, value: str) -> None:
+    ours, reason = _FIXED[key]
+    given = value.strip().lower()
+    if ours is None or _ALIASES.get(given, given) != ours:
+        raise ConfigError(f"{name}: not allowed, {reason}")
+
+
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name, _BY_ENV_NAME, n=1, cutoff=0.8)
+    return f" (did you mean {close[0]}?)" if close else " (see librdkafka's CONFIGURATION.md)"
 
 
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")

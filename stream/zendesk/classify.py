@@ -25,7 +25,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
@@ -73,6 +73,7 @@ class Transient:
     reason: TransientReason
     status: int | None = None
     retry_after_s: float | None = None
+    detail: str = field(default="", compare=False)  # what happened, in words ("connection refused")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,17 +167,44 @@ def classify_exception(exc: httpx.HTTPError) -> Transient:
 
     The transport maps every aiohttp connection error to an httpx timeout; its cause tells the truth."""
     cause = exc.__cause__
+    detail = describe_exception(exc)
     if isinstance(cause, aiohttp.ClientConnectorError):
-        return Transient(TransientReason.CONNECT_ERROR)
+        return Transient(TransientReason.CONNECT_ERROR, detail=detail)
     if isinstance(cause, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
-        return Transient(TransientReason.TIMEOUT)
+        return Transient(TransientReason.TIMEOUT, detail=detail)
     if isinstance(cause, aiohttp.ClientError):
-        return Transient(TransientReason.NETWORK_ERROR)
+        return Transient(TransientReason.NETWORK_ERROR, detail=detail)
     if isinstance(exc, httpx.TimeoutException):
-        return Transient(TransientReason.TIMEOUT)
+        return Transient(TransientReason.TIMEOUT, detail=detail)
     if isinstance(exc, httpx.ConnectError):
-        return Transient(TransientReason.CONNECT_ERROR)
-    return Transient(TransientReason.NETWORK_ERROR)
+        return Transient(TransientReason.CONNECT_ERROR, detail=detail)
+    return Transient(TransientReason.NETWORK_ERROR, detail=detail)
+
+
+def describe_exception(exc: BaseException) -> str:
+    """What went wrong with a request that got no answer, in a few words: the real error, not the
+    timeout the transport reports for every connection failure. Never includes the URL's query."""
+    cause = exc.__cause__ or exc
+    if isinstance(cause, aiohttp.ClientConnectorDNSError):
+        return f"the host name did not resolve ({_os_text(cause.os_error)})"
+    if isinstance(cause, aiohttp.ClientConnectorCertificateError):
+        return "the server's TLS certificate was not accepted"
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        os_error = cause.os_error
+        if isinstance(os_error, ConnectionRefusedError):
+            return "connection refused"
+        return f"cannot connect ({_os_text(os_error)})"
+    if isinstance(cause, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection without answering"
+    if isinstance(cause, aiohttp.ServerTimeoutError | asyncio.TimeoutError) or isinstance(
+        exc, httpx.TimeoutException
+    ):
+        return "no answer in time"
+    return _one_line(f"{type(cause).__name__}: {cause}", 200)
+
+
+def _os_text(error: OSError) -> str:
+    return error.strerror or type(error).__name__
 
 
 def _rate_limited(h: Mapping[str, str], error: ErrorBody, now: datetime | None) -> RateLimited:

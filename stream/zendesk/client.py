@@ -262,11 +262,11 @@ class ZendeskClient:
                 path=template,
                 outcome="transient",
                 reason=str(failure.reason),
-                error=type(exc).__name__,
+                error=failure.detail,
                 duration_ms=_ms(self._clock() - started),
             )
             if self._on_exchange is not None:
-                self._on_exchange(Exchange(method, template, None, str(failure.reason)))
+                self._on_exchange(Exchange(method, template, None, f"{failure.reason}: {failure.detail}"))
             return failure
         finished = self._clock()
         self.rate_limits.observe(parse_rate_limit(response.headers), at=finished)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.support.kafka import REPO, unique_topic
+from tests.support.kafka import REPO, create_service_topics, group_of, unique_topic
 
 GOOD = {
     "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
@@ -54,6 +54,23 @@ def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
         ({"KAFKA_BOOTSTRAP_SERVERS": "not a server"}, "KAFKA_BOOTSTRAP_SERVERS: expected host:port"),
         ({"STREAM_MAX_IN_FLIGHT": "0"}, "STREAM_MAX_IN_FLIGHT: expected a whole number"),
         ({"STREAM_GROUP_PROTOCOL": "eager"}, "STREAM_GROUP_PROTOCOL"),
+        # Before: a librdkafka traceback, exit 1.
+        ({"KAFKA_FOO_BAR": "1"}, "KAFKA_FOO_BAR: not a librdkafka property"),
+        ({"KAFKA_SECURITY_PROTOCL": "SSL"}, "did you mean KAFKA_SECURITY_PROTOCOL?"),
+        # Before: read as a file path, "cannot read ["events"]".
+        ({"ZENDESK_SETTINGS": '["events"]'}, "ZENDESK_SETTINGS: must be a JSON object, got an array"),
+        # Before: "expected seconds (a positive number)", without the bounds.
+        (
+            {"STREAM_RETRY_DELAY_S": "100000"},
+            "STREAM_RETRY_DELAY_S: expected seconds, more than 0 and at most 900",
+        ),
+        # Before: silently ignored.
+        (
+            {"STREAM_MAX_INFLIGHT": "8"},
+            "STREAM_MAX_INFLIGHT: unknown setting (did you mean STREAM_MAX_IN_FLIGHT?)",
+        ),
+        ({"STREAM_TOPICS": "x"}, "STREAM_TOPICS: unknown setting (did you mean STREAM_TOPIC?)"),
+        ({"ZENDESK_API_TOKN": "x"}, "ZENDESK_API_TOKN: unknown setting (did you mean ZENDESK_API_TOKEN?)"),
     ],
 )
 def test_bad_setting_stops_start_up_with_one_line_naming_it(change: dict[str, str], expected: str) -> None:
@@ -65,6 +82,37 @@ def test_bad_setting_stops_start_up_with_one_line_naming_it(change: dict[str, st
 def test_unreachable_bootstrap_servers_stop_start_up_with_one_line() -> None:
     line = _one_line_error(_run(GOOD))
     assert "KAFKA_BOOTSTRAP_SERVERS: no broker answered at 127.0.0.1:1" in line
+
+
+def test_kubernetes_service_links_next_to_a_service_named_kafka_do_not_stop_start_up() -> None:
+    links = {
+        "KAFKA_PORT": "tcp://10.0.0.5:9092",
+        "KAFKA_SERVICE_HOST": "10.0.0.5",
+        "KAFKA_PORT_9092_TCP_ADDR": "x",
+    }
+    line = _one_line_error(_run({**GOOD, **links}))
+    assert "KAFKA_BOOTSTRAP_SERVERS: no broker answered" in line  # got as far as the broker
+
+
+@pytest.mark.kafka
+def test_zendesk_unreachable_at_start_up_stops_it_with_one_line_naming_the_url_and_the_error(
+    kafka_bootstrap: str,
+) -> None:
+    """Before: a warning, then every event went to the retry topic and --exit-at-end never ended."""
+    topic = unique_topic("t-zendesk-unreachable")
+    create_service_topics(kafka_bootstrap, topic)
+    env = {
+        **GOOD,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "STREAM_TOPIC": topic,
+        "STREAM_GROUP_ID": group_of(topic),
+        "ZENDESK_BASE_URL": "http://127.0.0.1:1",
+    }
+    result = _run(env, "run", "--exit-at-end")
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("zendesk-stream: ZENDESK_BASE_URL: Zendesk at http://127.0.0.1:1 did not answer")
+    assert "connection refused" in last and "ConnectTimeout" not in result.stderr
 
 
 @pytest.mark.kafka

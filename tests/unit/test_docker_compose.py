@@ -8,7 +8,8 @@ from typing import Any
 import yaml
 
 from stream.cli import build_parser
-from stream.config import ENVIRONMENT, load_config
+from stream.config import load_config
+from stream.environment import ENVIRONMENT
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,49 @@
+"""The configuration contract (ARCHITECTURE.md §2.2): every STREAM_* and ZENDESK_* variable the service
+reads, with its meaning, and the check that turns a typo into one clear line. Light on purpose: the
+command checks the environment before it imports anything heavy."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+
+from stream.errors import ConfigError
+
+# The configuration contract (ARCHITECTURE.md §2.2): every variable the service reads by name.
+# Other `KAFKA_*` variables are passed to librdkafka (see stream.kafka.config).
+ENVIRONMENT: dict[str, str] = {
+    "KAFKA_BOOTSTRAP_SERVERS": "brokers (default localhost:9092)",
+    "STREAM_TOPIC": "input topic (default segment.events)",
+    "STREAM_GROUP_ID": "consumer group (default zendesk-stream)",
+    "STREAM_RETRY_TOPIC": "retry topic (default <input>.<group>.retry)",
+    "STREAM_DLQ_TOPIC": "dead-letter topic (default <input>.<group>.dlq)",
+    "ZENDESK_SUBDOMAIN": "account subdomain (required; letters, digits, hyphens)",
+    "ZENDESK_BASE_URL": "override of https://<subdomain>.zendesk.com (https, or http on loopback)",
+    "ZENDESK_EMAIL": "API-token auth: the agent's email",
+    "ZENDESK_API_TOKEN": "API-token auth: the token",
+    "ZENDESK_OAUTH_TOKEN": "OAuth bearer auth (instead of email + API token)",
+    "ZENDESK_SETTINGS": "destination settings: inline JSON or a path to a JSON file (default {})",
+    "STREAM_MAX_IN_FLIGHT": "events processed at once, across keys (default 64)",
+    "STREAM_MAX_BUFFERED_PER_PARTITION": "records held per partition before it is paused (default 2000)",
+    "STREAM_COMMIT_INTERVAL_S": "least seconds between two commits; commits follow finished work (0.01)",
+    "STREAM_RETRY_ATTEMPTS": "in-place attempts for transient failures, the first included (default 5)",
+    "STREAM_RETRY_ROUNDS": "attempts in the retry path before dead-lettering (default 5)",
+    "STREAM_RETRY_DELAY_S": "wait before the first retry-path attempt, tripled each round (default 30)",
+    "STREAM_BREAKER_WINDOW": "recent events the circuit breaker looks at (default 200)",
+    "STREAM_BREAKER_THRESHOLD": "share of them dead-lettered (not invalid) that stops the service (0.8)",
+    "STREAM_SHUTDOWN_DEADLINE_S": "seconds in-flight work may take to finish at shutdown (default 30)",
+    "STREAM_GROUP_PROTOCOL": "classic (cooperative-sticky, default) or consumer (KIP-848)",
+    "STREAM_GROUP_INSTANCE_ID": "static group membership id (optional)",
+    "STREAM_LOG_LEVEL": "debug, info (default), warning, error",
+    "STREAM_LOG_FORMAT": "json (default when not a terminal) or console",
+}
+
+
+def check_environment(env: Mapping[str, str]) -> None:
+    """An unknown STREAM_* or ZENDESK_* variable is a typo until proven otherwise: say which, with the
+    nearest known name (ARCHITECTURE.md §2.2). Unknown KAFKA_* ones are checked in stream.kafka.config."""
+    for name in sorted(env):
+        if name.startswith(("STREAM_", "ZENDESK_")) and name not in ENVIRONMENT:
+            close = difflib.get_close_matches(name, ENVIRONMENT, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{name}: unknown setting{hint}; README.md lists the settings")
