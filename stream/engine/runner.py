@@ -173,6 +173,7 @@ class Engine:
         self._tasks: dict[LaneId, asyncio.Task[None]] = {}
         self._attempts: dict[LaneId, Attempts] = {}
         self._parked: Counter[tuple[int, str]] = Counter()  # (partition number, key) -> records in retry path
+        self._retry_written: dict[Partition, int] = {}  # the last offset we wrote to each retry partition
         self._recent: deque[bool] = deque(maxlen=self._options.breaker_window)  # True: dead-lettered
         self._stopping = asyncio.Event()
         self._commit_wanted = asyncio.Event()
@@ -256,6 +257,7 @@ class Engine:
 
     async def _supervise(self, end_offsets: Mapping[Partition, int] | None) -> None:
         assert self._main is not None and self._retry is not None
+        asked_broker_at = 0.0
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=0.1)
@@ -264,7 +266,12 @@ class Engine:
                     self._fail(FatalError(f"a Kafka consumer stopped: {consumer.failure}"))
             if self._stopping.is_set():
                 break
-            if end_offsets is not None and not self._tasks and await self._caught_up(end_offsets):
+            if end_offsets is None:
+                continue
+            now = time.monotonic()
+            ask_broker = now - asked_broker_at >= 1.0  # others' progress: at most once a second
+            asked_broker_at = now if ask_broker else asked_broker_at
+            if await self._caught_up(end_offsets, ask_broker=ask_broker):
                 log.info("caught up with the end offsets seen at start-up")
                 break
 
@@ -598,7 +605,7 @@ class Engine:
         )
         keyless = lane[2].startswith(NO_KEY)
         try:
-            await self._producer.send(
+            offset = await self._producer.send(
                 self._settings.retry_topic,
                 key=None if keyless else lane[2].encode(),
                 value=record.value,
@@ -608,6 +615,8 @@ class Engine:
         except RecordTooLarge as err:
             await self._dead_letter(record, _too_large(failure, err, "retry"))
             return
+        written = (self._settings.retry_topic, record.partition)
+        self._retry_written[written] = max(offset, self._retry_written.get(written, -1))
         if not keyless:
             self._parked[(record.partition, lane[2])] += 1
         self.stats.sent_to_retry[reason.value] += 1
@@ -753,41 +762,65 @@ class Engine:
         return accepted
 
     async def _end_offsets(self) -> dict[Partition, int]:
+        """The end of every input partition holding records, and of every retry partition serving one
+        (same number), as they are now: what `--exit-at-end` must see committed."""
         assert self._main is not None
-        topic = self._settings.input_topic
+        topics = (self._settings.input_topic, self._settings.retry_topic)
 
         def read(consumer: Consumer) -> dict[Partition, int]:
-            metadata = consumer.list_topics(topic, timeout=10)
-            partitions = metadata.topics[topic].partitions
             ends = {}
-            for index in partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, index), timeout=10)
-                if high > low:
-                    ends[(topic, index)] = high
+            numbers: set[int] = set()
+            for topic in topics:
+                metadata = consumer.list_topics(topic, timeout=10)
+                partitions = metadata.topics[topic].partitions
+                numbers = numbers or set(partitions)
+                for index in sorted(numbers & set(partitions)):
+                    low, high = consumer.get_watermark_offsets(TopicPartition(topic, index), timeout=10)
+                    if high > low:
+                        ends[(topic, index)] = high
             return ends
 
         return await self._main.call(read)
 
-    async def _caught_up(self, end_offsets: Mapping[Partition, int]) -> bool:
-        """Every input record that existed at start-up is committed, and nothing waits in the retry
-        path of the partitions we own."""
+    async def _caught_up(self, end_offsets: Mapping[Partition, int], *, ask_broker: bool) -> bool:
+        """Nothing runs, and every record that existed at start-up, and every retry record we wrote
+        since, is committed. Partitions we own are judged by our own commits, at once; the others
+        (owned by other members) by the group's committed offsets, when `ask_broker`."""
         assert self._main is not None and self._retry is not None
-        if any(o.in_flight for o in self._offsets.values()):
+        if self._tasks or any(o.in_flight for o in self._offsets.values()):
             return False
-        await self._commit()
-        parts = [TopicPartition(t, p) for t, p in end_offsets]
-        retry_parts = [p for p in self._offsets if p[0] == self._settings.retry_topic]
+        if not await self._commit():
+            return False
+        targets = dict(end_offsets)
+        for partition, offset in self._retry_written.items():
+            targets[partition] = max(targets.get(partition, 0), offset + 1)
+        starts_at_end = self._settings.chosen("auto.offset.reset") in {"latest", "largest", "end"}
+        elsewhere = []
+        for partition, end in targets.items():
+            owned = self._offsets.get(partition)
+            if owned is None:
+                elsewhere.append(partition)
+            elif owned.committable is None:
+                # Nothing committed and nothing read: a new group told to start at the end
+                # (KAFKA_AUTO_OFFSET_RESET=latest) skips what existed at start-up, by the user's choice.
+                if not (starts_at_end and partition[0] == self._settings.input_topic):
+                    return False
+            elif owned.committable < end:
+                return False
+        if not elsewhere:
+            return True
+        if not ask_broker:
+            return False
         try:
-            committed = await self._main.call(lambda c: c.committed(parts, timeout=10))
-            retry_ends = await self._retry.call(lambda c: _high_watermarks(c, retry_parts))
-            retry_tps = [TopicPartition(t, p) for (t, p), end in retry_ends.items() if end > 0]
-            retry_committed = await self._retry.call(lambda c: c.committed(retry_tps, timeout=10))
+            committed: list[TopicPartition] = []
+            for consumer, parts in self._by_consumer(elsewhere):
+                committed += await consumer.call(
+                    partial(_committed, [TopicPartition(t, p) for t, p in parts])
+                )
         except KafkaException as err:  # e.g. the group coordinator moving: ask again on the next tick
             log.info("committed offsets not available yet", error=str(err))
             return False
-        input_done = all(tp.offset >= end_offsets[(tp.topic, tp.partition)] for tp in committed)
-        retry_done = all(tp.offset >= retry_ends[(tp.topic, tp.partition)] for tp in retry_committed)
-        return input_done and retry_done
+        return all(tp.offset >= targets[(tp.topic, tp.partition)] for tp in committed)
 
     def _fail(self, err: BaseException) -> None:
         if self._fatal is None:
@@ -820,12 +853,8 @@ def _too_large(failure: Failure, err: RecordTooLarge, copy: str) -> Failure:
     )
 
 
-def _high_watermarks(consumer: Consumer, partitions: list[Partition]) -> dict[Partition, int]:
-    ends = {}
-    for topic, number in partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=10)
-        ends[(topic, number)] = high if high > low else 0
-    return ends
+def _committed(partitions: list[TopicPartition], consumer: Consumer) -> list[TopicPartition]:
+    return consumer.committed(partitions, timeout=10)
 
 
 def _lane_of(record: InboundRecord) -> LaneId:

@@ -69,12 +69,13 @@ class AsyncProducer:
         value: bytes | None,
         headers: Sequence[tuple[str, str | bytes | None]],
         partition: int | None = None,
-    ) -> None:
+    ) -> int:
+        """Returns the record's offset once the broker confirmed it."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[int] = loop.create_future()
 
-        def report(err: KafkaError | None, _msg: Message) -> None:
-            loop.call_soon_threadsafe(_settle, done, err)
+        def report(err: KafkaError | None, msg: Message) -> None:
+            loop.call_soon_threadsafe(_settle, done, err, msg.offset())
 
         while True:
             try:
@@ -91,7 +92,7 @@ class AsyncProducer:
                 await asyncio.sleep(0.05)
             except KafkaException as err:
                 raise _failure(err.args[0] if err.args else None, str(err)) from None
-        await done
+        return await done
 
     def close(self, timeout_s: float = 30.0) -> None:
         self._producer.flush(timeout_s)
@@ -99,11 +100,11 @@ class AsyncProducer:
         self._thread.join(timeout_s)
 
 
-def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
+def _settle(future: asyncio.Future[int], err: KafkaError | None, offset: int | None) -> None:
     if future.done():
         return
     if err is None:
-        future.set_result(None)
+        future.set_result(offset if offset is not None else -1)
     else:
         future.set_exception(_failure(err, err.str()))
 

@@ -11,7 +11,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.simulator.testing import RunningSimulator
 from tests.support.engine import EffectLog, seed_users, sequences_by_key, settings_for
-from tests.support.kafka import consume, dlq_topic_of, produce, retry_topic_of, unique_topic
+from tests.support.kafka import (
+    consume,
+    create_service_topics,
+    dlq_topic_of,
+    produce,
+    retry_topic_of,
+    unique_topic,
+)
 from tests.support.segment import track
 from tests.support.service import log_events, run_to_end, service_env, zendesk_stream
 
@@ -109,3 +116,67 @@ def test_retry_records_of_another_group_are_skipped_with_a_warning_and_park_noth
     assert [(e["written_by"], e["group"]) for e in warned] == [("group-a", "group-b")]
     outcomes = [e["outcome"] for e in lines if e.get("event") == "event"]
     assert outcomes == ["delivered"]  # not parked behind group A's record
+
+
+def test_exit_at_end_follows_the_last_commit_instead_of_idling(
+    kafka_bootstrap: str, fast_simulator: RunningSimulator
+) -> None:
+    """Before: 6-12 s of idling after the last event on a 12-partition topic (13 s wall for one skip).
+    The bound asserted is loose (the machine is shared); the mechanism is that owned partitions are
+    judged by our own commits, at once, with no broker round trip per check."""
+    topic = unique_topic("t-exit-at-end")
+    create_service_topics(kafka_bootstrap, topic, partitions=12)
+    produce(kafka_bootstrap, topic, [("u1", {"type": "page", "userId": "u1"})])
+    env = service_env(kafka_bootstrap, topic, fast_simulator, settings_for("solo"))
+
+    result = run_to_end(env, timeout_s=120)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = log_events(result.stderr)
+    stamps = {e["event"]: datetime.fromisoformat(e["timestamp"]) for e in lines if "timestamp" in e}
+    idle = (stamps["caught up with the end offsets seen at start-up"] - stamps["event"]).total_seconds()
+    assert idle < 2.5, f"idled {idle:.1f}s after the last event"
+
+
+def test_librdkafka_debug_logs_come_through_structlog_at_debug_level(
+    kafka_bootstrap: str, fast_simulator: RunningSimulator
+) -> None:
+    """Before: `KAFKA_DEBUG=cgrp STREAM_LOG_LEVEL=debug` printed no librdkafka line at all."""
+    topic = unique_topic("t-librdkafka-logs")
+    create_service_topics(kafka_bootstrap, topic)
+    produce(kafka_bootstrap, topic, [("u1", {"type": "page", "userId": "u1"})])
+    env = service_env(
+        kafka_bootstrap,
+        topic,
+        fast_simulator,
+        settings_for("solo"),
+        KAFKA_DEBUG="cgrp",
+        STREAM_LOG_LEVEL="debug",
+    )
+
+    result = run_to_end(env, timeout_s=120)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    librdkafka = [e for e in log_events(result.stderr) if e.get("logger") == "librdkafka"]
+    assert any("group" in e["event"].lower() for e in librdkafka), librdkafka[:5]
+    assert all(e["level"] in {"debug", "info", "warning", "error", "critical"} for e in librdkafka)
+
+
+def test_auto_offset_reset_latest_is_the_users_choice_and_the_producer_is_not_told_about_it(
+    kafka_bootstrap: str, fast_simulator: RunningSimulator
+) -> None:
+    """Before: the consumer's `earliest` overrode it (a new group read from the beginning), and the
+    producer warned that auto.offset.reset is a consumer property."""
+    topic = unique_topic("t-latest")
+    create_service_topics(kafka_bootstrap, topic)
+    seed_users(fast_simulator, ["old", "new"])
+    produce(kafka_bootstrap, topic, [("old", json.dumps(track("old", "seq-0", seq=0)).encode())])
+    env = service_env(
+        kafka_bootstrap, topic, fast_simulator, settings_for("solo"), KAFKA_AUTO_OFFSET_RESET="latest"
+    )
+
+    result = run_to_end(env, timeout_s=120)  # nothing to catch up with: it starts at the end
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sequences_by_key(EffectLog(fast_simulator).refresh()) == {}
+    assert "consumer property" not in result.stderr
