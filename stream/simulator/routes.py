@@ -36,6 +36,7 @@ class Route:
     pattern: str
     handler: Handler
     events_api: bool = False
+    public: bool = False  # no API authentication, no account bucket, no rate-limit headers (OAuth)
 
 
 class Router:
@@ -541,7 +542,12 @@ def _field_routes(kind: FieldKind) -> list[Route]:
     ]
 
 
+def oauth_tokens(sim: Simulator, req: Request) -> Reply:
+    return sim.oauth.token_endpoint(req)
+
+
 ROUTES: list[Route] = [
+    Route("POST", "/oauth/tokens", oauth_tokens, public=True),
     Route("POST", f"{V2}users/create_or_update", create_or_update_user),
     Route("POST", f"{V2}users/create_or_update_many", bulk.create_or_update_many_users),
     Route("POST", f"{V2}users", create_user),
