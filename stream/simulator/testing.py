@@ -267,6 +267,12 @@ def _credentials(args: Sequence[str]) -> tuple[str | None, str | None, str | Non
     return options.email, options.api_token, options.oauth_token
 
 
+def _oauth_clients_in(args: Sequence[str]) -> dict[str, str]:
+    """Clients given as ``--oauth-client ID:SECRET`` in ``extra_args`` (for ``request_oauth_token``)."""
+    pairs = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--oauth-client"]
+    return dict(pair.split(":", 1) for pair in pairs if ":" in pair)
+
+
 @contextmanager
 def run_simulator(
     *,
@@ -279,8 +285,9 @@ def run_simulator(
 
     ``oauth_clients`` (id → secret) and ``oauth_codes`` become ``--oauth-client``/``--oauth-code`` flags.
     """
-    clients = dict(oauth_clients or {})
-    oauth_args = [arg for cid, secret in clients.items() for arg in ("--oauth-client", f"{cid}:{secret}")]
+    given = dict(oauth_clients or {})
+    clients = {**_oauth_clients_in(extra_args), **given}
+    oauth_args = [arg for cid, secret in given.items() for arg in ("--oauth-client", f"{cid}:{secret}")]
     oauth_args += [arg for code in oauth_codes for arg in ("--oauth-code", code)]
     command = [sys.executable, "-m", "stream.simulator", "--port", "0", *extra_args, *oauth_args]
     process = subprocess.Popen(  # noqa: S603 - our own module, arguments from the caller

@@ -430,18 +430,21 @@ def test_oauth_clients_can_be_set_as_an_option(sim: RunningSimulator) -> None:
 
 def test_launch_clients_static_bearer_and_issued_tokens_work_together() -> None:
     with run_simulator(
-        extra_args=["--oauth-token", "static-token", "--manual-clock"],
+        extra_args=["--oauth-token", "static-token", "--manual-clock", "--oauth-client", "cli:cli-secret"],
         oauth_clients={CLIENT: SECRET},
         oauth_codes=["launch-code"],
     ) as running:
         machine = running.request_oauth_token(CLIENT)["access_token"]
         pair = running.request_oauth_token(CLIENT, grant_type="authorization_code", code="launch-code")
+        from_flag = running.request_oauth_token("cli")["access_token"]
         with running.client() as static, running.bearer_client(machine) as issued:
             assert static.get("/api/v2/user_fields").status_code == 200
             assert issued.get("/api/v2/user_fields").status_code == 200
         assert api_get(running, pair["access_token"]).status_code == 200
+        assert api_get(running, from_flag).status_code == 200
         running.control.reset()
-        assert running.control.oauth()["clients"] == [{"client_id": CLIENT}]  # launch clients survive
+        clients = [c["client_id"] for c in running.control.oauth()["clients"]]
+        assert sorted(clients) == ["cli", CLIENT]  # launch clients survive a reset
 
 
 def test_api_tokens_keep_working_alongside_oauth_clients(oauth: RunningSimulator) -> None:
