@@ -264,7 +264,7 @@ def test_membership_create_many_over_100_gives_400(zd: httpx.Client) -> None:
 def test_user_bulk_item_errors_come_as_index_id_error_details(
     sim: RunningSimulator, zd: httpx.Client
 ) -> None:
-    upsert_user(zd, name="Owner", email="taken@example.com")
+    owner = upsert_user(zd, name="Owner", email="taken@example.com").json()["user"]["id"]
     upsert_user(zd, name="D", external_id="d")
     items = [
         {"external_id": "d", "email": "taken@example.com"},  # external_id names D, the email is Owner's
@@ -272,10 +272,11 @@ def test_user_bulk_item_errors_come_as_index_id_error_details(
         {"external_id": "nameless"},
         {"name": "Role", "role": "boss"},
         {"id": 5, "notes": "x"},
+        {"id": owner, "external_id": "D"},  # D's external_id
         {"name": "Ok", "external_id": "ok"},
     ]
     results = finished(sim, zd, bulk_users(zd, items))["results"]
-    assert results[:5] == [
+    assert results[:6] == [
         {
             "index": 0,
             "id": None,
@@ -301,8 +302,9 @@ def test_user_bulk_item_errors_come_as_index_id_error_details(
             "details": "Role: boss is not included in the list",
         },
         {"index": 4, "id": None, "error": "RecordNotFound", "details": "Not found"},
+        {"index": 5, "id": None, "error": "DuplicateValue", "details": "External: D has already been taken"},
     ]
-    assert results[5]["status"] == "Created"
+    assert results[6]["status"] == "Created"
     assert sorted(u["name"] for u in sim.control.state()["users"]) == ["D", "Ok", "Owner"]
 
 
