@@ -19,9 +19,10 @@ from stream.simulator.core import Simulator
 from stream.simulator.errors import ZendeskError
 from stream.simulator.faults import Failure
 from stream.simulator.messages import HTML_TYPE, Reply, Request, error_reply
+from stream.simulator.oauth import OAuthServer
 from stream.simulator.options import SimulatorOptions
 from stream.simulator.ratelimit import TOO_MANY_REQUESTS_HTML
-from stream.simulator.routes import ROUTER, rate_limited
+from stream.simulator.routes import ROUTER, Route, rate_limited
 from stream.simulator.views import Urls
 
 Scope = MutableMapping[str, Any]
@@ -45,44 +46,54 @@ FAILURE_BODIES: dict[int, dict[str, str]] = {
 
 
 class Authenticator:
-    """Accepts the configured credentials only: API token (Basic ``email/token:token``), OAuth bearer."""
+    """The launch credentials (API token as Basic ``email/token:token``, a static OAuth bearer) and the
+    bearer tokens the simulator's own OAuth server issued."""
 
     def __init__(self, *, options: SimulatorOptions) -> None:
-        self._accepted: set[bytes] = set()
+        self._accepted: dict[bytes, str] = {}
         if options.email and options.api_token:
             pair = f"{options.email}/token:{options.api_token}".encode()
-            self._accepted.add(b"Basic " + base64.b64encode(pair))
+            self._accepted[b"Basic " + base64.b64encode(pair)] = "api_token"
             self._email: str | None = options.email.lower()
             self._token: str | None = options.api_token
         else:
             self._email, self._token = None, None
         if options.oauth_token:
-            self._accepted.add(f"Bearer {options.oauth_token}".encode())
+            self._accepted[f"Bearer {options.oauth_token}".encode()] = "oauth_token"
         self._allow_password = options.allow_password_auth
 
-    def failure(self, header: bytes | None) -> ZendeskError | None:
-        """None when the header authenticates; else Zendesk's 401 for that kind of credential."""
+    def check(
+        self, header: bytes | None, *, oauth: OAuthServer, now: float
+    ) -> tuple[ZendeskError | None, str | None]:
+        """(None, how it authenticated) when the header authenticates; else Zendesk's 401 for that kind
+        of credential. Issued tokens are valid until they expire on the simulator clock or are revoked."""
         if header is not None and header in self._accepted:
-            return None
+            return None, self._accepted[header]
         scheme, _, credentials = (header or b"").decode("latin-1").partition(" ")
         if scheme.lower() == "bearer":
-            return ZendeskError(401, INVALID_TOKEN)
-        if scheme.lower() == "basic" and self._basic_ok(credentials.strip()):
-            return None
-        return ZendeskError(
+            token = oauth.authenticate(credentials.strip(), now)
+            if token is not None:
+                return None, f"oauth:{token.client_id}"
+            return ZendeskError(401, INVALID_TOKEN), None
+        if scheme.lower() == "basic":
+            kind = self._basic_kind(credentials.strip())
+            if kind is not None:
+                return None, kind
+        error = ZendeskError(
             401, COULD_NOT_AUTHENTICATE, headers=[("www-authenticate", 'Basic realm="Web Password"')]
         )
+        return error, None
 
-    def _basic_ok(self, credentials: str) -> bool:
+    def _basic_kind(self, credentials: str) -> str | None:
         try:
             user, _, secret = base64.b64decode(credentials, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            return False
+            return None
         if self._email is None or secret != self._token:
-            return False
+            return None
         if user.lower() == f"{self._email}/token":
-            return True
-        return self._allow_password and user.lower() == self._email
+            return "api_token"
+        return "password" if self._allow_password and user.lower() == self._email else None
 
 
 class SimulatorApp:
@@ -99,7 +110,7 @@ class SimulatorApp:
         if scope["type"] != "http":
             return
         body = await _read_body(receive)
-        host, authorization = _headers_of_interest(scope)
+        host, authorization, content_type = _headers_of_interest(scope)
         raw_path: str = scope["path"]
         method: str = scope["method"]
         if raw_path.startswith(control.CONTROL_PREFIX):
@@ -109,7 +120,14 @@ class SimulatorApp:
             await _send_reply(send, reply)
             return
         await self._zendesk(
-            scope, send, method=method, raw_path=raw_path, body=body, host=host, auth=authorization
+            scope,
+            send,
+            method=method,
+            raw_path=raw_path,
+            body=body,
+            host=host,
+            auth=authorization,
+            content_type=content_type,
         )
 
     async def _zendesk(
@@ -122,6 +140,7 @@ class SimulatorApp:
         body: bytes,
         host: str,
         auth: bytes | None,
+        content_type: str,
     ) -> None:
         sim = self.sim
         options = sim.options
@@ -144,9 +163,13 @@ class SimulatorApp:
             self._log(now, method, raw_path, query, Reply(status=0, change={"kind": "fault.drop"}))
             await _drop_connection(send)
             return
+        matched = ROUTER.match(method, path)
+        route = matched[0] if matched is not None else None
         if failure is not None and failure.action == "status":
             reply = _failure_reply(failure)
-            reply.headers[:0] = sim.limiter.account_headers(now, events_api=_is_events_api(method, path))
+            if route is None or not route.public:
+                events_api = route is not None and route.events_api
+                reply.headers[:0] = sim.limiter.account_headers(now, events_api=events_api)
         else:
             request = Request(
                 method=method,
@@ -156,8 +179,9 @@ class SimulatorApp:
                 urls=Urls(base=f"{scope['scheme']}://{host}", suffix=suffix),
                 now=now,
                 authorization=auth,
+                content_type=content_type,
             )
-            reply = self._serve(request)
+            reply = self._serve(request, matched)
         if failure is not None and failure.action == "drop_after":
             reply.change = {**(reply.change or {}), "dropped": True}
             self._log(now, method, raw_path, query, reply)
@@ -176,13 +200,15 @@ class SimulatorApp:
             user_id=reply.user_id,
             user_key=reply.user_key,
             change=reply.change,
+            auth=reply.auth,
         )
 
-    def _serve(self, request: Request) -> Reply:
+    def _serve(self, request: Request, matched: tuple[Route, tuple[str, ...]] | None) -> Reply:
         sim = self.sim
-        matched = ROUTER.match(request.method, request.path)
+        if matched is not None and matched[0].public:
+            return matched[0].handler(sim, request)
         events_api = matched is not None and matched[0].events_api
-        unauthenticated = self.auth.failure(request.authorization)
+        unauthenticated, auth = self.auth.check(request.authorization, oauth=sim.oauth, now=request.now)
         if unauthenticated is not None:
             reply = error_reply(unauthenticated)
             reply.headers[:0] = sim.limiter.account_headers(request.now, events_api=events_api)
@@ -200,12 +226,8 @@ class SimulatorApp:
             except ZendeskError as error:
                 reply = error_reply(error)
         reply.headers[:0] = account_headers
+        reply.auth = auth
         return reply
-
-
-def _is_events_api(method: str, path: str) -> bool:
-    matched = ROUTER.match(method, path)
-    return matched is not None and matched[0].events_api
 
 
 def _failure_reply(failure: Failure) -> Reply:
@@ -219,15 +241,18 @@ def _failure_reply(failure: Failure) -> Reply:
     return Reply(status=failure.status, body=body, headers=headers, change=change)
 
 
-def _headers_of_interest(scope: Scope) -> tuple[str, bytes | None]:
+def _headers_of_interest(scope: Scope) -> tuple[str, bytes | None, str]:
     host = "127.0.0.1"
     authorization = None
+    content_type = ""
     for name, value in scope["headers"]:
         if name == b"host":
             host = value.decode("latin-1")
         elif name == b"authorization":
             authorization = value
-    return host, authorization
+        elif name == b"content-type":
+            content_type = value.decode("latin-1").lower()
+    return host, authorization, content_type
 
 
 async def _read_body(receive: Receive) -> bytes:

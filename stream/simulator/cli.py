@@ -29,6 +29,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     auth.add_argument("--email", help="agent email for API-token auth (Basic email/token:TOKEN)")
     auth.add_argument("--token", help="API token")
     auth.add_argument("--oauth-token", help="accept this OAuth bearer token (instead of email/token)")
+    auth.add_argument(
+        "--oauth-client",
+        action="append",
+        default=[],
+        metavar="ID:SECRET",
+        help="a confidential OAuth client for POST /oauth/tokens (repeatable; alongside either of the above)",
+    )
+    auth.add_argument(
+        "--oauth-code",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="an authorization code any OAuth client can exchange once (repeatable)",
+    )
     parser.add_argument("--plan", choices=list(PLANS), default="enterprise", help="rate-limit plan")
     parser.add_argument("--no-rate-limits", action="store_true", help="turn every rate limit off")
     parser.add_argument("--limit-scale", type=float, default=1.0, help="multiply every limit (default 1.0)")
@@ -70,6 +84,8 @@ def options_from(args: argparse.Namespace) -> SimulatorOptions:
         email=args.email,
         api_token=args.token,
         oauth_token=args.oauth_token,
+        oauth_clients=_oauth_clients(args.oauth_client),
+        oauth_codes=list(args.oauth_code),
         plan=args.plan,
         rate_limits=not args.no_rate_limits,
         limit_scale=args.limit_scale,
@@ -84,6 +100,16 @@ def options_from(args: argparse.Namespace) -> SimulatorOptions:
     )
     options.validate()
     return options.updated(_option_assignments(args.set)).with_default_credentials()
+
+
+def _oauth_clients(pairs: list[str]) -> dict[str, str]:
+    clients: dict[str, str] = {}
+    for pair in pairs:
+        client_id, sep, secret = pair.partition(":")
+        if not sep or not client_id or not secret:
+            raise ValueError("--oauth-client takes ID:SECRET, both non-empty")
+        clients[client_id] = secret
+    return clients
 
 
 def _option_assignments(assignments: list[str]) -> dict[str, Any]:

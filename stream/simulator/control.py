@@ -12,6 +12,9 @@ Endpoints (JSON in and out; see docs/simulator.md for the bodies):
 - ``GET``/``PATCH /_simulator/options``: read or change options at runtime.
 - ``GET /_simulator/clock``; ``POST /_simulator/clock/advance`` ``{"seconds": n}`` moves the manual clock.
 - ``POST /_simulator/jobs/complete``: complete every in-flight job now.
+- ``GET /_simulator/oauth``: OAuth clients, issued tokens (values masked), grant counts.
+- ``POST /_simulator/oauth/clients`` ``{"client_id", "client_secret"}``; ``POST /_simulator/oauth/codes``
+  ``{"code"}``; ``POST /_simulator/oauth/revoke`` ``{"client_id"?, "refresh_tokens"?}``.
 """
 
 from __future__ import annotations
@@ -129,7 +132,6 @@ def _user_dump(sim: Simulator, user: User, urls: Urls) -> dict[str, Any]:
 
 
 def dump_state(sim: Simulator, body: Any, query: dict[str, str], urls: Urls) -> Reply:
-    sim.jobs.advance(sim.now())
     state = sim.state
     return _ok(
         {
@@ -182,6 +184,8 @@ def request_log(sim: Simulator, body: Any, query: dict[str, str], urls: Urls) ->
         entries = [e for e in entries if e.user_key == query["user_key"]]
     if query.get("method"):
         entries = [e for e in entries if e.method == query["method"].upper()]
+    if query.get("auth"):
+        entries = [e for e in entries if e.auth == query["auth"]]
     if query.get("path"):
         pattern = re.compile(query["path"])
         entries = [e for e in entries if pattern.search(e.path)]
@@ -253,12 +257,47 @@ def advance_clock(sim: Simulator, body: Any, query: dict[str, str], urls: Urls) 
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
         raise ControlError("seconds must be a non-negative number")
     sim.clock.advance(float(seconds))
+    sim.jobs.advance(sim.now())
     return _ok({"now": sim.now(), "manual": True})
 
 
 def complete_jobs(sim: Simulator, body: Any, query: dict[str, str], urls: Urls) -> Reply:
     sim.jobs.complete_all(sim.now())
     return _ok({"completed": True})
+
+
+def oauth_dump(sim: Simulator, body: Any, query: dict[str, str], urls: Urls) -> Reply:
+    return _ok(sim.oauth.dump(sim.now()))
+
+
+def add_oauth_client(sim: Simulator, body: Any, query: dict[str, str], urls: Urls) -> Reply:
+    """A confidential client, until the next reset (launch clients survive resets)."""
+    data = _object(body)
+    client_id, secret = data.get("client_id"), data.get("client_secret")
+    if not isinstance(client_id, str) or not client_id or not isinstance(secret, str) or not secret:
+        raise ControlError("client_id and client_secret must be non-empty strings")
+    sim.change_options({"oauth_clients": {**sim.options.oauth_clients, client_id: secret}})
+    return _ok({"client_id": client_id}, status=201)
+
+
+def add_oauth_code(sim: Simulator, body: Any, query: dict[str, str], urls: Urls) -> Reply:
+    """An authorization code any client can exchange once, until the next reset."""
+    code = _object(body).get("code")
+    if not isinstance(code, str) or not code:
+        raise ControlError("code must be a non-empty string")
+    sim.change_options({"oauth_codes": [*sim.options.oauth_codes, code]})
+    return _ok({"added": True}, status=201)
+
+
+def revoke_oauth_tokens(sim: Simulator, body: Any, query: dict[str, str], urls: Urls) -> Reply:
+    """End every live access token (of ``client_id`` when given; refresh tokens too if asked)."""
+    data = _object(body)
+    client_id, refresh_tokens = data.get("client_id"), data.get("refresh_tokens", False)
+    if client_id is not None and not isinstance(client_id, str):
+        raise ControlError("client_id must be a string")
+    if not isinstance(refresh_tokens, bool):
+        raise ControlError("refresh_tokens must be true or false")
+    return _ok(sim.oauth.revoke(client_id=client_id, refresh_tokens=refresh_tokens))
 
 
 CONTROL_ROUTES: dict[tuple[str, str], ControlHandler] = {
@@ -278,6 +317,10 @@ CONTROL_ROUTES: dict[tuple[str, str], ControlHandler] = {
     ("GET", "clock"): get_clock,
     ("POST", "clock/advance"): advance_clock,
     ("POST", "jobs/complete"): complete_jobs,
+    ("GET", "oauth"): oauth_dump,
+    ("POST", "oauth/clients"): add_oauth_client,
+    ("POST", "oauth/codes"): add_oauth_code,
+    ("POST", "oauth/revoke"): revoke_oauth_tokens,
 }
 
 
@@ -291,6 +334,8 @@ def handle(
         parsed = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         return Reply(status=400, body={"error": "the body is not JSON"})
+    # Jobs whose scheduled end has passed complete before any control call looks at the account.
+    sim.jobs.advance(sim.now())
     try:
         return handler(sim, parsed, query, urls)
     except ControlError as error:

@@ -9,7 +9,8 @@ from typing import Any
 from stream.simulator.clock import Clock, ManualClock, SystemClock, iso_timestamp
 from stream.simulator.faults import FaultPlan
 from stream.simulator.jobs import JobQueue
-from stream.simulator.options import SimulatorOptions
+from stream.simulator.oauth import OAuthServer
+from stream.simulator.options import CREDENTIALS, SimulatorOptions
 from stream.simulator.ratelimit import RateLimiter
 from stream.simulator.state import ZendeskState
 
@@ -37,6 +38,7 @@ class LogEntry:
     user_id: int | None
     user_key: str | None
     change: dict[str, Any] | None
+    auth: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,7 @@ class LogEntry:
             "user_id": self.user_id,
             "user_key": self.user_key,
             "change": self.change,
+            "auth": self.auth,
         }
 
 
@@ -71,9 +74,12 @@ class RequestLog:
         user_id: int | None = None,
         user_key: str | None = None,
         change: dict[str, Any] | None = None,
+        auth: str | None = None,
     ) -> None:
         self._seq += 1
-        self.entries.append(LogEntry(self._seq, at, method, path, query, status, user_id, user_key, change))
+        self.entries.append(
+            LogEntry(self._seq, at, method, path, query, status, user_id, user_key, change, auth)
+        )
 
 
 class Simulator:
@@ -85,6 +91,7 @@ class Simulator:
         self.state = ZendeskState(options=options)
         self.limiter = RateLimiter(options=options)
         self.jobs = JobQueue(options=options)
+        self.oauth = OAuthServer(options=options)
         self.faults = FaultPlan(seed=options.random_seed)
         self.log = RequestLog(limit=options.request_log_limit)
         self.reset()
@@ -98,6 +105,7 @@ class Simulator:
         self.state = ZendeskState(options=options)
         self.limiter = RateLimiter(options=options)
         self.jobs = JobQueue(options=options)
+        self.oauth = OAuthServer(options=options)  # clients back to the launch ones, no tokens issued
         self.faults = FaultPlan(seed=options.random_seed)
         self.log = RequestLog(limit=options.request_log_limit)
 
@@ -108,6 +116,7 @@ class Simulator:
         self.options = options
         self.state.options = options
         self.jobs.options = options
+        self.oauth.options = options
         clock_switched = isinstance(self.clock, ManualClock) != options.manual_clock
         if clock_switched:
             # A runtime switch keeps time continuous; only a reset starts the manual clock at its fixed epoch.
@@ -122,5 +131,6 @@ class Simulator:
 
 
 def _refuse_credential_changes(changes: dict[str, Any]) -> None:
-    if {"email", "api_token", "oauth_token", "allow_password_auth"} & changes.keys():
+    """The static credentials are fixed at launch; OAuth clients and codes may change."""
+    if CREDENTIALS & changes.keys():
         raise ValueError("credentials cannot change at runtime; restart the simulator")

@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from stream.simulator import errors
+from stream.simulator.errors import ZendeskError
 from stream.simulator.views import Urls
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -24,6 +25,7 @@ class Request:
     urls: Urls
     now: float
     authorization: bytes | None = None
+    content_type: str = ""
     params: tuple[str, ...] = ()
     _query: dict[str, str] | None = None
 
@@ -45,6 +47,18 @@ class Request:
     def id_param(self, index: int = 0) -> int:
         return int(self.params[index])
 
+    def id_list(self, name: str) -> list[int]:
+        """A comma-separated list of numeric ids in the query (``ids=1,2``); anything else is a 400."""
+        raw = self.string_list(name)
+        if not all(part.isascii() and part.isdigit() for part in raw):
+            raise ZendeskError(
+                400, {"error": "InvalidValue", "description": f"{name} must be comma-separated ids"}
+            )
+        return [int(part) for part in raw]
+
+    def string_list(self, name: str) -> list[str]:
+        return [part for part in self.query.get(name, "").split(",") if part]
+
 
 @dataclass(slots=True)
 class Reply:
@@ -56,6 +70,7 @@ class Reply:
     user_id: int | None = None
     user_key: str | None = None
     change: dict[str, Any] | None = None
+    auth: str | None = None  # how the request authenticated: "api_token", "oauth_token", "oauth:<client>"
 
     def encoded_body(self) -> bytes:
         if self.body is None:

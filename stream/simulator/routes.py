@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stream.simulator import errors
+from stream.simulator import bulk, errors
+from stream.simulator.bulk import MAX_BULK, PARAMETER_TOO_MANY, check_bulk_size
 from stream.simulator.core import Simulator
 from stream.simulator.errors import ZendeskError
 from stream.simulator.jobs import job_json
@@ -27,7 +28,6 @@ from stream.simulator.state import (
 from stream.simulator.views import field_json, membership_json, organization_json, user_json
 
 Handler = Callable[[Simulator, Request], Reply]
-MAX_BULK = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,7 @@ class Route:
     pattern: str
     handler: Handler
     events_api: bool = False
+    public: bool = False  # no API authentication, no account bucket, no rate-limit headers (OAuth)
 
 
 class Router:
@@ -84,24 +85,6 @@ def _user_reply(sim: Simulator, req: Request, user: User, *, status: int = 200, 
     )
 
 
-def _id_list(req: Request, name: str) -> list[int]:
-    raw = [part for part in req.query.get(name, "").split(",") if part]
-    if not all(part.isascii() and part.isdigit() for part in raw):
-        raise ZendeskError(
-            400, {"error": "InvalidValue", "description": f"{name} must be comma-separated ids"}
-        )
-    return [int(part) for part in raw]
-
-
-def _string_list(req: Request, name: str) -> list[str]:
-    return [part for part in req.query.get(name, "").split(",") if part]
-
-
-def _check_bulk_size(count: int, description: str, *, max_count: int | None = None) -> None:
-    if count > MAX_BULK:
-        raise errors.too_many_values(description, max_count=max_count)
-
-
 def _page_url(req: Request) -> str:
     return f"{req.urls.base}{req.path}{req.urls.suffix}"
 
@@ -118,17 +101,6 @@ def _restricted_keys_warning(attrs: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         ("x-zendesk-api-warn", f"Removed restricted keys [{listed}] from parameters according to whitelist")
     ]
-
-
-def _error_code_and_text(error: ZendeskError) -> tuple[str, str]:
-    """The per-item error of a job result, from a Zendesk error body."""
-    body = error.body
-    if isinstance(body, dict):
-        for items in (body.get("details") or {}).values():
-            if items:
-                return str(items[0].get("error") or body.get("error")), str(items[0].get("description"))
-        return str(body.get("error")), str(body.get("description", ""))
-    return "Error", body
 
 
 # -- users -----------------------------------------------------------------------------------------------
@@ -210,8 +182,8 @@ def search_users(sim: Simulator, req: Request) -> Reply:
 
 
 def show_many_users(sim: Simulator, req: Request) -> Reply:
-    ids, external_ids = _id_list(req, "ids"), _string_list(req, "external_ids")
-    _check_bulk_size(len(ids) + len(external_ids), "Maximum 100 users may be requested per call")
+    ids, external_ids = req.id_list("ids"), req.string_list("external_ids")
+    check_bulk_size(len(ids) + len(external_ids), "Maximum 100 users may be requested per call")
     users = sim.state.show_many_users(ids=ids, external_ids=external_ids)
     return Reply(status=200, body={"users": [user_json(sim.state, u, req.urls) for u in users]})
 
@@ -229,65 +201,6 @@ def list_users(sim: Simulator, req: Request) -> Reply:
         page_url=_page_url(req),
     )
     return Reply(status=200, body=body)
-
-
-def create_or_update_many_users(sim: Simulator, req: Request) -> Reply:
-    endpoint = "api/v2/users/create_or_update_many"
-    body = req.json()
-    if not isinstance(body, dict) or not isinstance(body.get("users"), list):
-        raise errors.invalid_attribute("users", "an Array", endpoint)
-    if not sim.options.bulk_import_enabled:
-        raise errors.forbidden()
-    _check_bulk_size(len(body["users"]), "Maximum 100 users may be created per call")
-    items = []
-    for item in body["users"]:
-        if not isinstance(item, dict):
-            raise errors.invalid_attribute("users", "an Array of Hashes", endpoint)
-        items.append(check_user_attributes(item, endpoint))
-
-    def run_items() -> list[dict[str, Any]]:
-        now = sim.now()
-        results: list[dict[str, Any]] = []
-        for index, attrs in enumerate(items):
-            try:
-                write = sim.state.create_or_update_user(attrs, now)
-            except ZendeskError as error:
-                code, text = _error_code_and_text(error)
-                results.append({"index": index, "id": None, "error": code, "details": text})
-                continue
-            action, status = ("create", "Created") if write.created else ("update", "Updated")
-            results.append({"action": action, "id": write.user.id, "status": status, "success": True})
-            sim.log.append(
-                at=now,
-                method="JOB",
-                path=req.path,
-                query=f"index={index}",
-                status=201 if write.created else 200,
-                user_id=write.user.id,
-                user_key=write.user.key,
-                change={"kind": f"user.{action}", "fields": list(write.changed), "job_item": index},
-            )
-        return results
-
-    job = sim.jobs.enqueue(
-        job_type="Bulk Create Or Update User",
-        job_class="UserBulkUpdateJobV2",
-        total=len(items),
-        run_items=run_items,
-        now=req.now,
-    )
-    return Reply(
-        status=200,
-        body={"job_status": job_json(job, req.urls.of(f"job_statuses/{job.id}"))},
-        headers=[_inflight_header(sim)],
-        change={"kind": "job.enqueue", "job_id": job.id, "total": len(items)},
-    )
-
-
-def _inflight_header(sim: Simulator) -> tuple[str, str]:
-    total = sim.options.max_inflight_jobs
-    remaining = max(total - len(sim.jobs.in_flight()), 0)
-    return ("zendesk-ratelimit-inflight-jobs", f"total={total}; remaining={remaining}; resets=60")
 
 
 # -- organizations ---------------------------------------------------------------------------------------
@@ -381,10 +294,8 @@ def search_organizations(sim: Simulator, req: Request) -> Reply:
 
 
 def show_many_organizations(sim: Simulator, req: Request) -> Reply:
-    ids, external_ids = _id_list(req, "ids"), _string_list(req, "external_ids")
-    _check_bulk_size(
-        len(ids) + len(external_ids), "Parameter  cannot specify more than 100 values", max_count=MAX_BULK
-    )
+    ids, external_ids = req.id_list("ids"), req.string_list("external_ids")
+    check_bulk_size(len(ids) + len(external_ids), PARAMETER_TOO_MANY, max_count=MAX_BULK)
     found = [sim.state.organizations[i] for i in ids if i in sim.state.organizations]
     found += [o for e in external_ids if (o := sim.state.organization_by_external_id(e)) is not None]
     return Reply(
@@ -547,10 +458,8 @@ def show_job(sim: Simulator, req: Request) -> Reply:
 
 
 def list_jobs(sim: Simulator, req: Request) -> Reply:
-    wanted = _string_list(req, "ids")
-    jobs = [sim.jobs.jobs[i] for i in wanted if i in sim.jobs.jobs] if wanted else []
-    if not wanted and req.path.endswith("/job_statuses"):
-        jobs = sorted(sim.jobs.jobs.values(), key=lambda j: j.created_at, reverse=True)
+    """Newest first (zendesk-api.md §7.1)."""
+    jobs = sorted(sim.jobs.jobs.values(), key=lambda j: j.created_at, reverse=True)
     body = paginate(
         jobs,
         name="job_statuses",
@@ -633,9 +542,14 @@ def _field_routes(kind: FieldKind) -> list[Route]:
     ]
 
 
+def oauth_tokens(sim: Simulator, req: Request) -> Reply:
+    return sim.oauth.token_endpoint(req)
+
+
 ROUTES: list[Route] = [
+    Route("POST", "/oauth/tokens", oauth_tokens, public=True),
     Route("POST", f"{V2}users/create_or_update", create_or_update_user),
-    Route("POST", f"{V2}users/create_or_update_many", create_or_update_many_users),
+    Route("POST", f"{V2}users/create_or_update_many", bulk.create_or_update_many_users),
     Route("POST", f"{V2}users", create_user),
     Route("GET", f"{V2}users", list_users),
     Route("GET", f"{V2}users/search", search_users),
@@ -654,17 +568,20 @@ ROUTES: list[Route] = [
     *_field_routes("organization"),
     Route("POST", f"{V2}organizations", create_organization),
     Route("POST", f"{V2}organizations/create_or_update", create_or_update_organization),
+    Route("POST", f"{V2}organizations/create_many", bulk.create_many_organizations),
+    Route("PUT", f"{V2}organizations/update_many", bulk.update_many_organizations),
     Route("GET", f"{V2}organizations/search", search_organizations),
     Route("GET", f"{V2}organizations/show_many", show_many_organizations),
     Route("GET", f"{V2}organizations/{ID}", show_organization),
     Route("PUT", f"{V2}organizations/{ID}", update_organization),
     Route("GET", f"{V2}organizations/{ID}/organization_memberships", list_organization_memberships),
     Route("POST", f"{V2}organization_memberships", create_membership),
+    Route("POST", f"{V2}organization_memberships/create_many", bulk.create_many_memberships),
     Route("GET", f"{V2}organization_memberships", list_memberships),
     Route("GET", f"{V2}organization_memberships/{ID}", show_membership),
     Route("DELETE", f"{V2}organization_memberships/{ID}", delete_membership),
     Route("GET", f"{V2}job_statuses", list_jobs),
-    Route("GET", f"{V2}job_statuses/show_many", list_jobs),
+    Route("GET", f"{V2}job_statuses/show_many", bulk.show_many_jobs),
     Route("GET", f"{V2}job_statuses/([A-Za-z0-9-]+)", show_job),
 ]
 

@@ -5,6 +5,11 @@
             zendesk.get("/api/v2/users/1.json")
         sim.control.reset(manual_clock=True)
 
+    with run_simulator(oauth_clients={"svc": "s3cret"}) as sim:
+        token = sim.request_oauth_token("svc")["access_token"]
+        with sim.bearer_client(token) as zendesk:
+            zendesk.get("/api/v2/users/1.json")
+
 Both wait for readiness with a deadline and stop the server on exit.
 """
 
@@ -18,7 +23,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -85,8 +90,18 @@ class ControlClient:
         user_key: str | None = None,
         method: str | None = None,
         path: str | None = None,
+        auth: str | None = None,
     ) -> list[dict[str, Any]]:
-        filters = {"since": since, "user_id": user_id, "user_key": user_key, "method": method, "path": path}
+        """Request log entries; ``auth`` filters by how they authenticated (``api_token``, ``oauth_token``,
+        ``oauth:<client_id>``)."""
+        filters = {
+            "since": since,
+            "user_id": user_id,
+            "user_key": user_key,
+            "method": method,
+            "path": path,
+            "auth": auth,
+        }
         params = {name: value for name, value in filters.items() if value is not None}
         result: list[dict[str, Any]] = self._call("GET", "/requests", params=params)["requests"]
         return result
@@ -164,6 +179,40 @@ class ControlClient:
     def complete_jobs(self) -> None:
         self._call("POST", "/jobs/complete")
 
+    def oauth(self) -> dict[str, Any]:
+        """OAuth clients, issued access and refresh tokens (values masked to ``***`` + last 4), grants."""
+        result: dict[str, Any] = self._call("GET", "/oauth")
+        return result
+
+    def oauth_tokens(self, *, client_id: str | None = None) -> list[dict[str, Any]]:
+        """Issued access tokens' metadata, oldest first: ``id``, ``state`` (active, expired, revoked,
+        rotated), ``grant_type``, ``expires_at``, ``uses``, ``last_used_at``, ..."""
+        tokens: list[dict[str, Any]] = self.oauth()["access_tokens"]
+        return [t for t in tokens if client_id in (None, t["client_id"])]
+
+    def oauth_grants(self) -> dict[str, int]:
+        """Successful token grants by grant type."""
+        result: dict[str, int] = self.oauth()["grants"]
+        return result
+
+    def add_oauth_client(self, client_id: str, client_secret: str) -> None:
+        """A confidential OAuth client until the next reset."""
+        self._call("POST", "/oauth/clients", {"client_id": client_id, "client_secret": client_secret})
+
+    def add_oauth_code(self, code: str) -> None:
+        """An authorization code any client can exchange once, until the next reset."""
+        self._call("POST", "/oauth/codes", {"code": code})
+
+    def revoke_oauth_tokens(
+        self, *, client_id: str | None = None, refresh_tokens: bool = False
+    ) -> dict[str, int]:
+        """Revoke every live access token (of one client), and the refresh tokens too if asked."""
+        body: dict[str, Any] = {"refresh_tokens": refresh_tokens}
+        if client_id is not None:
+            body["client_id"] = client_id
+        result: dict[str, int] = self._call("POST", "/oauth/revoke", body)
+        return result
+
 
 @dataclass
 class RunningSimulator:
@@ -172,6 +221,7 @@ class RunningSimulator:
     api_token: str | None = field(repr=False)
     oauth_token: str | None = field(repr=False)
     control: ControlClient
+    oauth_clients: dict[str, str] = field(default_factory=dict, repr=False)
 
     def auth_headers(self) -> dict[str, str]:
         if self.oauth_token:
@@ -182,6 +232,29 @@ class RunningSimulator:
         """An httpx client that authenticates like our service does (the caller closes it)."""
         basic = httpx.BasicAuth(f"{self.email}/token", self.api_token or "") if self.api_token else None
         return httpx.Client(base_url=self.base_url, auth=basic, headers=self.auth_headers(), timeout=timeout)
+
+    def bearer_client(self, access_token: str, *, timeout: float = 10.0) -> httpx.Client:
+        """An httpx client sending ``Authorization: Bearer <access_token>`` (the caller closes it)."""
+        return httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {access_token}"}, timeout=timeout
+        )
+
+    def request_oauth_token(
+        self, client_id: str, *, grant_type: str = "client_credentials", **fields: Any
+    ) -> dict[str, Any]:
+        """``POST /oauth/tokens`` for a configured client (its secret filled in); the answer's JSON.
+        ``fields`` add e.g. ``refresh_token=...``, ``code=...``, ``expires_in=...``. Raises on an error."""
+        body = {
+            "grant_type": grant_type,
+            "client_id": client_id,
+            "client_secret": self.oauth_clients[client_id],
+            **fields,
+        }
+        response = httpx.post(f"{self.base_url}/oauth/tokens", json=body, timeout=10.0)
+        if response.status_code != 200:
+            raise RuntimeError(f"POST /oauth/tokens: {response.status_code} {response.text}")
+        result: dict[str, Any] = response.json()
+        return result
 
 
 def _credentials(args: Sequence[str]) -> tuple[str | None, str | None, str | None]:
@@ -194,12 +267,29 @@ def _credentials(args: Sequence[str]) -> tuple[str | None, str | None, str | Non
     return options.email, options.api_token, options.oauth_token
 
 
+def _oauth_clients_in(args: Sequence[str]) -> dict[str, str]:
+    """Clients given as ``--oauth-client ID:SECRET`` in ``extra_args`` (for ``request_oauth_token``)."""
+    pairs = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--oauth-client"]
+    return dict(pair.split(":", 1) for pair in pairs if ":" in pair)
+
+
 @contextmanager
 def run_simulator(
-    *, extra_args: Sequence[str] = (), startup_timeout: float = 20.0
+    *,
+    extra_args: Sequence[str] = (),
+    oauth_clients: Mapping[str, str] | None = None,
+    oauth_codes: Sequence[str] = (),
+    startup_timeout: float = 20.0,
 ) -> Iterator[RunningSimulator]:
-    """``python -m stream.simulator --port 0 EXTRA_ARGS`` as a subprocess, until the block ends."""
-    command = [sys.executable, "-m", "stream.simulator", "--port", "0", *extra_args]
+    """``python -m stream.simulator --port 0 EXTRA_ARGS`` as a subprocess, until the block ends.
+
+    ``oauth_clients`` (id → secret) and ``oauth_codes`` become ``--oauth-client``/``--oauth-code`` flags.
+    """
+    given = dict(oauth_clients or {})
+    clients = {**_oauth_clients_in(extra_args), **given}
+    oauth_args = [arg for cid, secret in given.items() for arg in ("--oauth-client", f"{cid}:{secret}")]
+    oauth_args += [arg for code in oauth_codes for arg in ("--oauth-code", code)]
+    command = [sys.executable, "-m", "stream.simulator", "--port", "0", *extra_args, *oauth_args]
     process = subprocess.Popen(  # noqa: S603 - our own module, arguments from the caller
         command,
         stdout=subprocess.PIPE,
@@ -217,7 +307,12 @@ def run_simulator(
         control = ControlClient(base_url)
         try:
             yield RunningSimulator(
-                base_url=base_url, email=email, api_token=token, oauth_token=oauth, control=control
+                base_url=base_url,
+                email=email,
+                api_token=token,
+                oauth_token=oauth,
+                control=control,
+                oauth_clients=clients,
             )
         finally:
             control.close()
@@ -310,6 +405,7 @@ def run_simulator_in_thread(
                 api_token=options.api_token,
                 oauth_token=options.oauth_token,
                 control=control,
+                oauth_clients=dict(options.oauth_clients),
             )
         finally:
             control.close()

@@ -36,6 +36,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         ["--set", "no_such_option=1"],
         ["--set", "rate_limits=maybe"],
         ["--set", "novalue"],
+        ["--oauth-client", "no-colon"],
+        ["--oauth-client", ":secret-only"],
+        ["--oauth-client", "id-only:"],
+        ["--set", "oauth_min_expires_in_s=200000"],
     ],
 )
 def test_bad_flags_give_one_clear_line_and_a_non_zero_exit(args: list[str]) -> None:
@@ -44,6 +48,11 @@ def test_bad_flags_give_one_clear_line_and_a_non_zero_exit(args: list[str]) -> N
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_bad_oauth_client_flag_does_not_echo_the_secret() -> None:
+    result = run_cli("--oauth-client", "s3cret-value")
+    assert result.returncode == 2 and "s3cret-value" not in result.stderr
 
 
 def test_set_flag_changes_any_option() -> None:

@@ -9,6 +9,7 @@ import httpx
 
 from stream.simulator.testing import RunningSimulator
 from tests.simulator.conftest import upsert_user
+from tests.support.waiting import wait_for
 
 
 def bulk(zd: httpx.Client, users: list[dict[str, Any]]) -> httpx.Response:
@@ -116,3 +117,71 @@ def test_unknown_job_gives_404_and_job_lists(zd: httpx.Client) -> None:
     assert zd.get("/api/v2/job_statuses/V3-0000.json").status_code == 404
     listed = zd.get("/api/v2/job_statuses/show_many.json", params={"ids": f"{first},{second}"}).json()
     assert [j["id"] for j in listed["job_statuses"]] == [first, second]
+
+
+def test_job_works_for_job_working_ms_plus_job_ms_per_item_per_item(
+    sim: RunningSimulator, zd: httpx.Client
+) -> None:
+    sim.control.set_options(job_queued_ms=100, job_working_ms=200, job_ms_per_item=10)
+    job_id = bulk(zd, [{"name": f"U{i}"} for i in range(50)]).json()["job_status"]["id"]  # 0.1 + 0.7 s
+    sim.control.advance_clock(0.79)
+    assert job(zd, job_id)["status"] == "working"
+    sim.control.advance_clock(0.02)
+    assert job(zd, job_id)["status"] == "completed"
+
+
+def test_jobs_beyond_the_worker_count_stay_queued_until_a_worker_is_free(
+    sim: RunningSimulator, zd: httpx.Client
+) -> None:
+    sim.control.set_options(job_workers=1, job_queued_ms=100, job_working_ms=200, job_ms_per_item=0)
+    first = bulk(zd, [{"name": "A"}]).json()["job_status"]["id"]
+    second = bulk(zd, [{"name": "B"}]).json()["job_status"]["id"]
+    sim.control.advance_clock(0.15)
+    assert (job(zd, first)["status"], job(zd, second)["status"]) == ("working", "queued")
+    sim.control.advance_clock(0.16)  # 0.31: the first ended at 0.3, the second runs until 0.5
+    assert (job(zd, first)["status"], job(zd, second)["status"]) == ("completed", "working")
+    sim.control.advance_clock(0.2)
+    assert job(zd, second)["status"] == "completed"
+
+
+def test_job_workers_0_runs_every_job_at_once(sim: RunningSimulator, zd: httpx.Client) -> None:
+    sim.control.set_options(job_workers=0, job_ms_per_item=0)
+    ids = [bulk(zd, [{"name": f"U{i}"}]).json()["job_status"]["id"] for i in range(10)]
+    sim.control.advance_clock(0.3)
+    assert {job(zd, job_id)["status"] for job_id in ids} == {"completed"}
+
+
+def test_slow_setting_keeps_a_job_working_for_seconds(sim: RunningSimulator, zd: httpx.Client) -> None:
+    sim.control.reset(rate_limits=False, manual_clock=True, job_working_ms=3000)
+    job_id = bulk(zd, [{"name": "A"}]).json()["job_status"]["id"]
+    sim.control.advance_clock(3.0)
+    assert job(zd, job_id)["status"] == "working"
+    sim.control.advance_clock(0.2)
+    assert job(zd, job_id)["status"] == "completed"
+
+
+def test_jobs_complete_in_schedule_order_and_items_apply_at_the_scheduled_end(
+    sim: RunningSimulator, zd: httpx.Client
+) -> None:
+    sim.control.set_options(job_workers=2, job_queued_ms=0, job_working_ms=0, job_ms_per_item=100)
+    bulk(zd, [{"name": f"Long{i}", "external_id": f"long{i}"} for i in range(10)])  # ends at 1.0 s
+    bulk(zd, [{"name": "Short", "external_id": "short"}])  # ends at 0.1 s
+    start = sim.control.state()["clock"]
+    sim.control.advance_clock(5)
+    entries = sim.control.requests(method="JOB")
+    assert [e["user_key"] for e in entries] == ["short"] + [f"long{i}" for i in range(10)]
+    assert [round(e["at"] - start, 3) for e in (entries[0], entries[1])] == [0.1, 1.0]
+
+
+def test_finished_jobs_show_in_control_calls_without_a_zendesk_request(
+    sim: RunningSimulator, zd: httpx.Client
+) -> None:
+    bulk(zd, [{"name": "A", "external_id": "a"}])
+    sim.control.advance_clock(1)
+    assert [e["user_key"] for e in sim.control.requests(method="JOB")] == ["a"]
+
+
+def test_jobs_complete_on_the_real_clock(sim: RunningSimulator, zd: httpx.Client) -> None:
+    sim.control.set_options(manual_clock=False, job_queued_ms=10, job_working_ms=20)
+    job_id = bulk(zd, [{"name": "A"}]).json()["job_status"]["id"]
+    wait_for(lambda: job(zd, job_id)["status"] == "completed", timeout_s=5, what="the job to complete")

@@ -81,6 +81,9 @@ class InProcessClient:
     def post(self, path: str, *, json: Any) -> httpx.Response:
         return self._loop.run_until_complete(self._client.post(path, json=json))
 
+    def request(self, method: str, path: str, *, json: Any) -> httpx.Response:
+        return self._loop.run_until_complete(self._client.request(method, path, json=json))
+
     def get(self, path: str, *, params: dict[str, str]) -> httpx.Response:
         return self._loop.run_until_complete(self._client.get(path, params=params))
 
@@ -95,7 +98,8 @@ FUZZ = settings(deadline=None, derandomize=True, suppress_health_check=[HealthCh
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[InProcessClient]:
-    in_process = InProcessClient(SimulatorApp(options=SimulatorOptions(rate_limits=False)))
+    options = SimulatorOptions(rate_limits=False, oauth_clients={"svc": "secret"}, oauth_codes=["code"])
+    in_process = InProcessClient(SimulatorApp(options=options))
     yield in_process
     in_process.close()
 
@@ -134,6 +138,71 @@ def test_random_whole_bodies_never_give_500(client: InProcessClient, body: Any) 
         assert client.post(path, json=body).status_code < 500
 
 
+BULK_ENDPOINTS = [
+    ("POST", "/api/v2/users/create_or_update_many", "users", user_keys),
+    ("POST", "/api/v2/organizations/create_many", "organizations", org_keys),
+    ("PUT", "/api/v2/organizations/update_many", "organizations", org_keys),
+    (
+        "POST",
+        "/api/v2/organization_memberships/create_many",
+        "organization_memberships",
+        st.sampled_from(["user_id", "organization_id", "default"]),
+    ),
+]
+
+
+@settings(FUZZ, max_examples=120)
+@given(
+    data=st.data(),
+    endpoint=st.sampled_from(BULK_ENDPOINTS),
+    type_errors=st.sampled_from(["reject_request", "fail_item"]),
+)
+def test_random_bulk_items_never_give_500_nor_break_the_job(
+    client: InProcessClient, data: st.DataObject, endpoint: tuple[str, str, str, Any], type_errors: str
+) -> None:
+    """Items are applied later, inside the job: a bad one must become a failed item, not an exception."""
+    method, path, envelope, keys = endpoint
+    client.request("PATCH", "/_simulator/options", json={"bulk_item_type_errors": type_errors})
+    items = data.draw(st.lists(st.dictionaries(keys, json_values, max_size=4) | json_values, max_size=4))
+    response = client.request(method, path, json={envelope: items})
+    assert response.status_code < 500, (items, response.text)
+    assert client.request("POST", "/_simulator/jobs/complete", json={}).status_code == 200
+    if response.status_code == 200:
+        job_id = response.json()["job_status"]["id"]
+        job = client.get(f"/api/v2/job_statuses/{job_id}", params={}).json()["job_status"]
+        assert job["status"] == "completed" and len(job["results"]) == len(items)
+
+
+oauth_keys = st.sampled_from(
+    [
+        "grant_type",
+        "client_id",
+        "client_secret",
+        "code",
+        "refresh_token",
+        "scope",
+        "expires_in",
+        "refresh_token_expires_in",
+    ]
+)
+
+
+@settings(FUZZ, max_examples=100)
+@given(
+    body=st.dictionaries(
+        oauth_keys,
+        json_values
+        | st.sampled_from(["client_credentials", "authorization_code", "refresh_token", "svc", "secret"]),
+        max_size=6,
+    )
+    | json_values
+)
+def test_random_token_requests_never_give_500(client: InProcessClient, body: Any) -> None:
+    response = client.post("/oauth/tokens", json=body)
+    assert response.status_code in (200, 400, 401), response.text
+    assert "error" in response.json() or "access_token" in response.json()
+
+
 @settings(FUZZ, max_examples=60)
 @given(value=st.text(max_size=30))
 def test_random_query_parameters_never_give_500(client: InProcessClient, value: str) -> None:
@@ -144,5 +213,6 @@ def test_random_query_parameters_never_give_500(client: InProcessClient, value: 
         ("/api/v2/user_fields", "page[after]"),
         ("/api/v2/user_fields", "page"),
         ("/api/v2/organizations/search", "name"),
+        ("/api/v2/job_statuses/show_many", "ids"),
     ):
         assert client.get(path, params={name: value}).status_code < 500
