@@ -11,21 +11,24 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from confluent_kafka import Producer
 
 from stream.config import engine_options_from_env, load_config
+from stream.engine.runner import Stats
 from stream.errors import ConfigError
 from stream.events import event_key
 from stream.kafka.admin import KafkaAdmin
 from stream.kafka.config import kafka_settings_from_env
 from stream.localkafka import LAUNCHER, load_launcher
+from stream.observability import configure_logging
 from stream.service import run_service
 from stream.simulator.testing import run_simulator
 from stream.topics import CreateTopic, load_specs, plan_changes
@@ -41,6 +44,18 @@ def say(text: str) -> None:
 
 
 def run_demo(env: Mapping[str, str], *, keep_kafka: bool) -> int:
+    """The terminal shows the steps, one live progress line and the summary; the service's own log
+    goes to a file, whose path is printed (it would drown the summary)."""
+    log_path = Path(tempfile.gettempdir()) / f"zendesk-stream-demo-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    with log_path.open("w") as log_file:
+        configure_logging(
+            {**env, "STREAM_LOG_FORMAT": env.get("STREAM_LOG_FORMAT", "json")}, destination=log_file
+        )
+        say(f"the service's log: {log_path}")
+        return _demo(env, keep_kafka=keep_kafka)
+
+
+def _demo(env: Mapping[str, str], *, keep_kafka: bool) -> int:
     launcher = load_launcher()
     data_dir = Path(tempfile.mkdtemp(prefix="zendesk-stream-demo-kafka-"))
     try:
@@ -76,7 +91,6 @@ def _with_kafka(bootstrap: str, env: Mapping[str, str]) -> int:
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "STREAM_TOPIC": f"demo-{run_id}.segment.events",
             "STREAM_GROUP_ID": f"zendesk-stream-demo-{run_id}",
-            "STREAM_LOG_LEVEL": env.get("STREAM_LOG_LEVEL", "warning"),
             "ZENDESK_SUBDOMAIN": "demo",
             "ZENDESK_BASE_URL": simulator.base_url,
             "ZENDESK_EMAIL": simulator.email or "",
@@ -91,11 +105,46 @@ def _with_kafka(bootstrap: str, env: Mapping[str, str]) -> int:
         say(f"3. produced {count} sample events to {kafka.input_topic}")
         say(f"4. consuming with settings {json.dumps(DEMO_SETTINGS)} ...")
         config = load_config(demo_env)
-        began = time.monotonic()
-        result = asyncio.run(run_service(config, engine_options_from_env(demo_env), exit_at_end=True))
-        say(f"   caught up in {time.monotonic() - began:.1f}s")
+        progress = ProgressLine(total=count, out=sys.stdout)
+        result = asyncio.run(
+            run_service(config, engine_options_from_env(demo_env), exit_at_end=True, on_progress=progress)
+        )
+        progress.close()
         _print_summary(result.summary, simulator.control.state(), simulator.control.requests())
         return result.exit_code
+
+
+class ProgressLine:
+    """`events done of total, rate`: rewritten in place on a terminal, a plain line every few seconds
+    otherwise (a log file, CI)."""
+
+    PLAIN_EVERY_S = 5.0
+
+    def __init__(self, *, total: int, out: TextIO) -> None:
+        self._total = total
+        self._out = out
+        self._began = time.monotonic()
+        self._printed_at = 0.0
+        self._live = out.isatty()
+        self._last = ""
+
+    def __call__(self, stats: Stats) -> None:
+        elapsed = max(time.monotonic() - self._began, 1e-6)
+        done = min(stats.settled, self._total)
+        self._last = f"   {done} of {self._total} events done, {done / elapsed:.0f}/s, {elapsed:.1f}s"
+        if self._live:
+            self._out.write("\r" + self._last + "\x1b[K")
+            self._out.flush()
+        elif time.monotonic() - self._printed_at >= self.PLAIN_EVERY_S:
+            self._printed_at = time.monotonic()
+            say(self._last)
+
+    def close(self) -> None:
+        if self._live:
+            self._out.write("\n")
+        else:
+            say(self._last)
+        self._out.flush()
 
 
 def _produce_samples(bootstrap: str, topic: str) -> int:

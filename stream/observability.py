@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
+from typing import TextIO
 
 import structlog
 
@@ -16,11 +17,14 @@ from stream.errors import ConfigError
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-def configure_logging(env: Mapping[str, str]) -> None:
+def configure_logging(env: Mapping[str, str], *, destination: TextIO | None = None) -> None:
+    """Logs go to stderr, or to `destination` (the demo writes them to a file and keeps the terminal
+    for its progress line); JSON unless stderr is a terminal or STREAM_LOG_FORMAT says otherwise."""
     level_name = env.get("STREAM_LOG_LEVEL", "info").lower()
     if level_name not in _LEVELS:
         raise ConfigError(f"STREAM_LOG_LEVEL: {level_name!r} is not one of {', '.join(_LEVELS)}")
-    log_format = env.get("STREAM_LOG_FORMAT", "console" if sys.stderr.isatty() else "json").lower()
+    target = destination or sys.stderr
+    log_format = env.get("STREAM_LOG_FORMAT", "console" if target.isatty() else "json").lower()
     if log_format not in {"console", "json"}:
         raise ConfigError(f"STREAM_LOG_FORMAT: {log_format!r} is not 'console' or 'json'")
     renderer: structlog.typing.Processor = (
@@ -39,7 +43,7 @@ def configure_logging(env: Mapping[str, str]) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level_name]),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(target)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],

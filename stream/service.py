@@ -8,6 +8,7 @@ credentials (the field lists are read once here, and cached for planning).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ import structlog
 
 from stream.config import Config
 from stream.delivery import Destination, FieldsUnavailable
-from stream.engine.runner import Engine, EngineOptions
+from stream.engine.runner import Engine, EngineOptions, Stats
 from stream.errors import ConfigError
 from stream.kafka.admin import KafkaAdmin
 from stream.mapping.fields import Known
@@ -81,7 +82,13 @@ class RunResult:
     summary: dict[str, Any]
 
 
-async def run_service(config: Config, options: EngineOptions, *, exit_at_end: bool) -> RunResult:
+async def run_service(
+    config: Config,
+    options: EngineOptions,
+    *,
+    exit_at_end: bool,
+    on_progress: Callable[[Stats], None] | None = None,
+) -> RunResult:
     """Runs until stopped (or caught up with `exit_at_end`). Raises ZendeskConfigError when Zendesk
     refuses our credentials, at start-up or later."""
     connections = max(1, min(options.max_in_flight, MAX_CONNECTIONS))
@@ -94,7 +101,9 @@ async def run_service(config: Config, options: EngineOptions, *, exit_at_end: bo
             user_fields=len(known.user_fields),
             organization_fields=len(known.organization_fields),
         )
-        engine = Engine(settings=config.kafka, processor=destination, options=options)
+        engine = Engine(
+            settings=config.kafka, processor=destination, options=options, on_progress=on_progress
+        )
         exit_code = await engine.run(exit_at_end=exit_at_end)
         if engine.fatal is not None:
             raise engine.fatal

@@ -37,7 +37,7 @@ import random
 import signal
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -132,6 +132,11 @@ class Stats:
     foreign_retries: int = 0  # retry records another consumer group wrote: not ours to act on
     max_in_flight_seen: int = 0
 
+    @property
+    def settled(self) -> int:
+        """Input records that reached an end: delivered, skipped or dead-lettered."""
+        return self.delivered + self.skipped.total() + self.dead_lettered.total()
+
 
 @dataclass
 class Attempts:
@@ -162,7 +167,13 @@ class Engine:
         settings: KafkaSettings,
         processor: Processor,
         options: EngineOptions | None = None,
+        on_progress: Callable[[Stats], None] | None = None,
+        progress_interval_s: float = 0.5,
     ) -> None:
+        """`on_progress` is called with the counters every `progress_interval_s` while the engine runs,
+        and once at the end."""
+        self._on_progress = on_progress
+        self._progress_interval_s = progress_interval_s
         self._settings = settings
         self._processor = processor
         self._options = options or EngineOptions()
@@ -224,6 +235,8 @@ class Engine:
                 loop.remove_signal_handler(signum)
             committer.cancel()
             await self._shut_down()
+            if self._on_progress is not None:
+                self._on_progress(self.stats)
         if self._fatal is not None:
             log.error("engine stopped", error=str(self._fatal), **self.summary())
             return EXIT_FATAL
@@ -257,10 +270,13 @@ class Engine:
 
     async def _supervise(self, end_offsets: Mapping[Partition, int] | None) -> None:
         assert self._main is not None and self._retry is not None
-        asked_broker_at = 0.0
+        asked_broker_at = reported_at = 0.0
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=0.1)
+            if self._on_progress is not None and time.monotonic() - reported_at >= self._progress_interval_s:
+                reported_at = time.monotonic()
+                self._on_progress(self.stats)
             for consumer in (self._main, self._retry):
                 if not consumer.alive and not self._stopping.is_set():
                     self._fail(FatalError(f"a Kafka consumer stopped: {consumer.failure}"))
