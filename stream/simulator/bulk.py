@@ -141,8 +141,11 @@ def _org_target_id(sim: Simulator, item: Item) -> int | None:
     if item.target is None:
         return None
     name, value = item.target
-    if name == "id":
-        return value if value in sim.state.organizations else None
+    if name == "id":  # items that failed the type check keep whatever they held
+        is_id = isinstance(value, int) and not isinstance(value, bool)
+        return value if is_id and value in sim.state.organizations else None
+    if not isinstance(value, str):
+        return None
     org = sim.state.organization_by_external_id(value)
     return None if org is None else org.id
 
