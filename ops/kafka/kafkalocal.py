@@ -198,6 +198,10 @@ def server_properties(cluster: Cluster, node: Node) -> str:
         # Topics come from `zendesk-stream topics apply` or the tests, never from a typo.
         "auto.create.topics.enable": "false",
         "group.initial.rebalance.delay.ms": 0,
+        # A node restarted after a crash can register only once its dead incarnation's session expired
+        # (DUPLICATE_BROKER_REGISTRATION until then): 4 s instead of 9 s, heartbeats four times as often.
+        "broker.heartbeat.interval.ms": 1000,
+        "broker.session.timeout.ms": 4000,
         "log.segment.bytes": 64 * 1024 * 1024,
     }
     return "".join(f"{key}={value}\n" for key, value in props.items())
@@ -239,16 +243,52 @@ def java_command(libs: Path, node: Node, main_class: str, *args: str) -> list[st
 # ---------------------------------------------------------------------------------------- processes
 
 
-def running_pid(node: Node) -> int | None:
+def recorded_pid(node: Node) -> int | None:
     try:
-        pid = int(node.pid_file.read_text().strip())
+        return int(node.pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of /proc/<pid>/stat (R, S, D, Z...), None when there is no such process."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except FileNotFoundError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
         return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+def running_pid(node: Node) -> int | None:
+    pid = recorded_pid(node)
+    if pid is None or process_state(pid) in (None, "Z", "X"):
+        return None
+    cmdline = command_line(pid)
     return pid if "kafka.Kafka" in cmdline and str(node.home) in cmdline else None
+
+
+def wait_exited(node: Node, deadline_s: float = 10.0) -> None:
+    """Wait until the node's last process has released everything it held.
+
+    A JVM killed a moment ago drops its command line within milliseconds (so `running_pid` no longer
+    sees it) but closes its files, listening sockets included, only some tens of milliseconds later:
+    a restart in between would find its own ports taken. A zombie has closed them all."""
+    pid = recorded_pid(node)
+    if pid is None:
+        return
+    deadline = time.monotonic() + deadline_s
+    while process_state(pid) not in (None, "Z", "X") and time.monotonic() < deadline:
+        cmdline = command_line(pid)
+        if cmdline and "kafka.Kafka" not in cmdline:
+            return  # the pid now belongs to another program
+        time.sleep(0.02)
 
 
 def port_open(port: int) -> bool:
@@ -273,8 +313,11 @@ def prepare_node(libs: Path, cluster: Cluster, node: Node, cluster_id: str) -> N
 
 
 def port_free(port: int) -> bool:
-    """Whether we could listen on the port now (a connect test misses ports held by outgoing sockets)."""
+    """Whether the broker could listen on the port now (a connect test misses ports held by outgoing
+    sockets). SO_REUSEADDR as the JVM sets it for every server socket: connections left in TIME-WAIT
+    by a node that was killed do not stop it from listening again, so they must not stop us either."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -298,9 +341,14 @@ def free_base_port(nodes: int = 1, *, start: int | None = None) -> int:
 
 
 def spawn_node(libs: Path, node: Node) -> subprocess.Popen[bytes]:
+    wait_exited(node)
     for port in (node.client_port, node.controller_port):
         if not port_free(port):
             raise LauncherError(f"port {port} is already in use; choose another --base-port")
+    # Readiness and failure reasons are read from kafka.log: only this run's lines may count.
+    log = node.home / "kafka.log"
+    if log.exists():
+        log.replace(node.home / "kafka.log.previous")
     out = node.server_log.open("w")
     cmd = java_command(libs, node, "kafka.Kafka", str(node.home / "server.properties"))
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -354,20 +402,19 @@ def cluster_logs(nodes: list[Node]) -> str:
 
 
 def stop_node(node: Node, grace_s: float = 30.0) -> bool:
+    """Stop the node (SIGTERM, SIGKILL after `grace_s`); True when it was running. Returns once its
+    process is gone, so its ports are free for the next `start`."""
     pid = running_pid(node)
-    if pid is None:
-        node.pid_file.unlink(missing_ok=True)
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while running_pid(node) is not None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if running_pid(node) is not None:
-        os.kill(pid, signal.SIGKILL)
-        while running_pid(node) is not None:
-            time.sleep(0.05)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while running_pid(node) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if running_pid(node) is not None:
+            os.kill(pid, signal.SIGKILL)
+    wait_exited(node)
     node.pid_file.unlink(missing_ok=True)
-    return True
+    return pid is not None
 
 
 # ------------------------------------------------------------------------------------------ commands
