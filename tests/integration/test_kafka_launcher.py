@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.localkafka import LAUNCHER
 from tests.support.kafka import consume, create_topics, native_cluster, produce, unique_topic
@@ -76,3 +76,34 @@ def test_a_node_killed_with_sigkill_is_restarted_at_once_and_serves_again(tmp_pa
             f"{serving - killed:.1f}s"
         )
         connected.flush(1)
+
+
+def test_a_killed_node_of_three_rejoins_the_cluster_when_restarted_at_once(tmp_path: Path) -> None:
+    data_dir = tmp_path / "kafka3"
+    with native_cluster(data_dir, nodes=3) as (bootstrap, launcher):
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        topic = unique_topic("rejoin")
+        for future in admin.create_topics([NewTopic(topic, 3, 3)]).values():
+            future.result(timeout=60)
+        produce(bootstrap, topic, [(f"k{i}", {"n": i}) for i in range(10)])
+        node = launcher.existing_cluster(data_dir).nodes[1]  # node 2
+        pid = launcher.running_pid(node)
+        assert pid is not None
+
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: launcher.running_pid(node) is None, timeout_s=10, what="the broker to die")
+        killed = time.monotonic()
+        restart = launcher_cli(data_dir, "start", "--node", "2")
+
+        assert restart.returncode == 0, restart.stderr
+        assert answers_alone(node.bootstrap), "start returned before the restarted broker answered"
+
+        def back_in_every_isr() -> bool:
+            partitions = admin.list_topics(topic=topic, timeout=5).topics[topic].partitions.values()
+            return all(node.node_id in p.isrs for p in partitions)
+
+        wait_for(back_in_every_isr, timeout_s=60, what="node 2 back in the ISR of every partition")
+        print(f"\nkill -> node 2 in sync again {time.monotonic() - killed:.1f}s")
+        produce(node.bootstrap, topic, [(f"k{i}", {"n": i}) for i in range(10, 20)])
+        values = sorted(json.loads(m.value())["n"] for m in consume(node.bootstrap, topic, count=20))
+        assert values == list(range(20))
