@@ -505,17 +505,31 @@ def running_pid(node: Node) -> int | None:
     return pid if "kafka.Kafka" in cmdline and str(node.home) in cmdline else None
 
 
+def process_gone(pid: int) -> bool:
+    """Whether the process has released everything: no such process, or a zombie all of whose threads
+    have exited. A group leader turns zombie before its other threads are done, and the last thread
+    out closes the files, listening sockets included."""
+    try:
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
+        )
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    state = status.get("State", "").strip()[:1]
+    return state == "X" or (state == "Z" and int(status.get("Threads", "1")) <= 1)
+
+
 def wait_exited(node: Node, deadline_s: float = 10.0) -> None:
     """Wait until the node's last process has released everything it held.
 
     A JVM killed a moment ago drops its command line within milliseconds (so `running_pid` no longer
     sees it) but closes its files, listening sockets included, only some tens of milliseconds later:
-    a restart in between would find its own ports taken. A zombie has closed them all."""
+    a restart in between would find its own ports taken."""
     pid = recorded_pid(node)
     if pid is None:
         return
     deadline = time.monotonic() + deadline_s
-    while process_state(pid) not in (None, "Z", "X") and time.monotonic() < deadline:
+    while not process_gone(pid) and time.monotonic() < deadline:
         cmdline = command_line(pid)
         if cmdline and "kafka.Kafka" not in cmdline:
             return  # the pid now belongs to another program
