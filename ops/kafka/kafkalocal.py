@@ -3,7 +3,7 @@
 
 Secure Kafka (SASL_SSL with SCRAM), for testing the service the way production connects:
 
-    python ops/kafka/kafkalocal.py --data-dir /tmp/kafka-secure start --secure [--user NAME ...]
+    python ops/kafka/kafkalocal.py --data-dir /tmp/kafka-secure start --secure [--user NAME]...
     eval "$(python ops/kafka/kafkalocal.py --data-dir /tmp/kafka-secure env)"   # KAFKA_* for the service
     zendesk-stream topics apply --replication-factor 1
 
