@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable
 
@@ -18,27 +19,75 @@ from confluent_kafka.admin import (
 
 from stream.errors import ConfigError
 from stream.kafka.config import KafkaSettings
+from stream.secret import Secret
 from stream.topics import Action, AlterConfig, CreateTopic, ExistingTopic, IncreasePartitions
 
 _TIMEOUT_S = 10.0
+_PROBE_S = 1.0  # metadata requests in slices, so that refused credentials stop us in about a second
+
+
+class _LibrdkafkaLog:
+    """librdkafka's log lines, passed to the `librdkafka` logger unless muted: while `broker_count`
+    probes, its failed-connection lines only repeat what the one-line ConfigError will say."""
+
+    def __init__(self) -> None:
+        self.muted = False
+        self._logger = logging.getLogger("librdkafka")
+
+    def log(self, level: int, msg: str, *args: object) -> None:  # what confluent-kafka calls
+        if not self.muted:
+            self._logger.log(level, msg, *args)
 
 
 class KafkaAdmin:
     def __init__(self, *, settings: KafkaSettings, timeout_s: float = _TIMEOUT_S) -> None:
         self._settings = settings
         self._timeout_s = timeout_s
-        self._client = AdminClient(settings.client_config(), logger=logging.getLogger("librdkafka"))
+        # librdkafka says why a connection failed (refused credentials...) only to the error callback.
+        self._errors: list[KafkaError] = []
+        self._log = _LibrdkafkaLog()
+        self._client = AdminClient(settings.client_config(), logger=self._log, error_cb=self._errors.append)
 
     def broker_count(self) -> int:
-        """The number of brokers; raises ConfigError naming the servers when none answers."""
+        """The number of brokers. Raises ConfigError naming the credentials when the brokers refuse them,
+        the servers when none answers."""
+        self._log.muted = True
         try:
-            metadata = self._client.list_topics(timeout=self._timeout_s)
-        except KafkaException:
-            raise ConfigError(
-                f"KAFKA_BOOTSTRAP_SERVERS: no broker answered at {self._settings.bootstrap_servers} "
-                f"within {self._timeout_s:.0f}s"
-            ) from None
-        return len(metadata.brokers)
+            return self._probe_brokers()
+        finally:
+            self._log.muted = False
+
+    def _probe_brokers(self) -> int:
+        self._errors.clear()
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return len(self._client.list_topics(timeout=max(0.1, min(_PROBE_S, remaining))).brokers)
+            except KafkaException:
+                self._client.poll(0)  # serves the error callback (and the log lines)
+            refused = [e for e in self._errors if e.code() == KafkaError._AUTHENTICATION]
+            if refused:
+                raise ConfigError(self._authentication_failed(refused[-1])) from None
+            if time.monotonic() >= deadline:
+                raise ConfigError(
+                    f"KAFKA_BOOTSTRAP_SERVERS: no broker answered at {self._settings.bootstrap_servers} "
+                    f"within {self._timeout_s:.0f}s"
+                ) from None
+
+    def _authentication_failed(self, error: KafkaError) -> str:
+        overrides = self._settings.client_overrides
+        mechanism = str(overrides.get("sasl.mechanism") or overrides.get("sasl.mechanisms") or "GSSAPI")
+        # "sasl_ssl://host:port/bootstrap: SASL authentication error: <why> (after 366ms in state AUTH_REQ)"
+        why = error.str().split(": ", 1)[-1]
+        why = re.sub(r"\s*\(after \d+ms in state \w+\)$", "", why).replace("\n", " ")
+        for value in overrides.values():  # librdkafka does not echo passwords; never rely on it
+            if isinstance(value, Secret) and value.reveal():
+                why = why.replace(value.reveal(), "***")
+        return (
+            f"KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD: authentication failed at "
+            f"{self._settings.bootstrap_servers} with {mechanism} (KAFKA_SASL_MECHANISM): {why}"
+        )
 
     def existing_topics(self, names: Iterable[str]) -> dict[str, ExistingTopic]:
         metadata = self._client.list_topics(timeout=self._timeout_s)
