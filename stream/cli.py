@@ -155,15 +155,23 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import asyncio  # noqa: PLC0415
-    import dataclasses  # noqa: PLC0415
 
-    from stream.config import engine_options_from_env, load_config  # noqa: PLC0415
+    from stream.config import consumer_options_from_env, engine_options_from_env, load_config  # noqa: PLC0415
     from stream.service import check_kafka, run_service  # noqa: PLC0415
 
     config = load_config(env)
     options = engine_options_from_env(env)
-    options = dataclasses.replace(options, max_record_bytes=check_kafka(config))
-    result = asyncio.run(run_service(config, options, exit_at_end=args.exit_at_end))
+    consumer = consumer_options_from_env(env)
+    largest = check_kafka(config)
+    result = asyncio.run(
+        run_service(
+            config,
+            options,
+            exit_at_end=args.exit_at_end,
+            consumer=consumer,
+            max_record_bytes=largest,
+        )
+    )
     return result.exit_code
 
 

@@ -10,7 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream.engine.runner import EngineOptions
+from stream.engine.backpressure import BackPressure
+from stream.engine.breaker import CircuitBreaker
+from stream.engine.retry import RetryPolicy
+from stream.engine.runner import EngineOptions, Topics
 from stream.errors import ConfigError
 from stream.kafka.config import KafkaSettings, kafka_settings_from_env
 from stream.kafka.consumer import ConsumerOptions
@@ -23,6 +26,17 @@ class Config:
     kafka: KafkaSettings
     zendesk: ZendeskConnection
     destination: DestinationSettings
+
+    @property
+    def topics(self) -> Topics:
+        kafka = self.kafka
+        return Topics(
+            input=kafka.input_topic,
+            retry=kafka.retry_topic,
+            dlq=kafka.dlq_topic,
+            group=kafka.group_id,
+            starts_at_end=kafka.chosen("auto.offset.reset") in {"latest", "largest", "end"},
+        )
 
 
 def load_destination_settings(raw: str) -> DestinationSettings:
@@ -79,27 +93,32 @@ def zendesk_credentials_given(env: Mapping[str, str]) -> bool:
 
 def engine_options_from_env(env: Mapping[str, str]) -> EngineOptions:
     defaults = EngineOptions()
+    retry, breaker, pressure = defaults.retry, defaults.breaker, defaults.back_pressure
+    buffered = _number(env, "STREAM_MAX_BUFFERED_PER_PARTITION", pressure.per_partition, 1)
+    return EngineOptions(
+        max_in_flight=_number(env, "STREAM_MAX_IN_FLIGHT", defaults.max_in_flight, 1),
+        commit_interval_s=_seconds(env, "STREAM_COMMIT_INTERVAL_S", defaults.commit_interval_s, 60),
+        shutdown_deadline_s=_seconds(env, "STREAM_SHUTDOWN_DEADLINE_S", defaults.shutdown_deadline_s, 3600),
+        retry=RetryPolicy(
+            attempts=_number(env, "STREAM_RETRY_ATTEMPTS", retry.attempts, 1, 100),
+            rounds=_number(env, "STREAM_RETRY_ROUNDS", retry.rounds, 1, 100),
+            delay_s=_seconds(env, "STREAM_RETRY_DELAY_S", retry.delay_s, retry.delay_max_s),
+        ),
+        breaker=CircuitBreaker(
+            window=_number(env, "STREAM_BREAKER_WINDOW", breaker.window, 1),
+            threshold=_share(env, "STREAM_BREAKER_THRESHOLD", breaker.threshold),
+        ),
+        back_pressure=BackPressure(per_partition=buffered, total=max(pressure.total, buffered)),
+    )
+
+
+def consumer_options_from_env(env: Mapping[str, str]) -> ConsumerOptions:
     protocol = env.get("STREAM_GROUP_PROTOCOL", "classic").strip().lower()
     if protocol not in {"classic", "consumer"}:
         raise ConfigError(f"STREAM_GROUP_PROTOCOL: {protocol!r} is not 'classic' or 'consumer'")
-    buffered = _number(env, "STREAM_MAX_BUFFERED_PER_PARTITION", defaults.max_buffered_per_partition, 1)
-    return EngineOptions(
-        max_in_flight=_number(env, "STREAM_MAX_IN_FLIGHT", defaults.max_in_flight, 1),
-        max_buffered_per_partition=buffered,
-        max_buffered_total=max(defaults.max_buffered_total, buffered),
-        commit_interval_s=_seconds(env, "STREAM_COMMIT_INTERVAL_S", defaults.commit_interval_s, 60),
-        retry_attempts=_number(env, "STREAM_RETRY_ATTEMPTS", defaults.retry_attempts, 1, 100),
-        retry_rounds=_number(env, "STREAM_RETRY_ROUNDS", defaults.retry_rounds, 1, 100),
-        retry_delay_s=_seconds(
-            env, "STREAM_RETRY_DELAY_S", defaults.retry_delay_s, defaults.retry_delay_max_s
-        ),
-        breaker_window=_number(env, "STREAM_BREAKER_WINDOW", defaults.breaker_window, 1),
-        breaker_threshold=_share(env, "STREAM_BREAKER_THRESHOLD", defaults.breaker_threshold),
-        shutdown_deadline_s=_seconds(env, "STREAM_SHUTDOWN_DEADLINE_S", defaults.shutdown_deadline_s, 3600),
-        consumer=ConsumerOptions(
-            group_protocol=protocol,
-            group_instance_id=env.get("STREAM_GROUP_INSTANCE_ID", "").strip() or None,
-        ),
+    return ConsumerOptions(
+        group_protocol=protocol,
+        group_instance_id=env.get("STREAM_GROUP_INSTANCE_ID", "").strip() or None,
     )
 
 

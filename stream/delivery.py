@@ -2,8 +2,8 @@
 
     decode → validate → plan (pure) → execute each operation through the Zendesk client
 
-Resuming: the plan and the index of the next operation live in `progress`, which the engine keeps
-across in-place retries of the same record. A retry resumes at the operation that failed, so a
+Resuming: the plan and the index of the next operation live in a `Progress`, which the engine hands
+back to the next in-place attempt of the same record. A retry resumes at the operation that failed, so a
 membership already deleted is not deleted again and an event already accepted is not sent again.
 
 Each operation ends in success or in an outcome for the engine (`Transient`, `DeadLetter`). Rate limits
@@ -26,8 +26,8 @@ from typing import Any, Final
 import structlog
 
 from stream.engine.records import InboundRecord
-from stream.errors import InvalidEvent
-from stream.events import validate
+from stream.errors import FieldsUnavailable, InvalidEvent
+from stream.events import decode_json, event_key, validate
 from stream.mapping.fields import FieldKind, Known, KnownField
 from stream.mapping.operations import (
     EnsureField,
@@ -63,6 +63,29 @@ log = structlog.get_logger("stream.delivery")
 
 # An operation's failure, for the engine; None means the operation succeeded.
 StepOutcome = DeadLetter | Transient | None
+
+
+@dataclass(slots=True)
+class Progress:
+    """Where the attempts at one record stand: its plan, and the index of the next operation to run."""
+
+    plan: Plan
+    next: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A lookup found exactly one Zendesk record: its id."""
+
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """A lookup found no Zendesk record."""
+
+
+Resolved = Found | Missing | DeadLetter | Transient  # a lookup's result, or the event's outcome
 
 
 class _Replan:
@@ -102,41 +125,60 @@ class Destination:
         self._creating: dict[tuple[FieldKind, str], asyncio.Future[StepOutcome | _Replan]] = {}
         self.counters = Counters()
 
+    def lane_key(self, record: InboundRecord) -> str | None:
+        """The ordering key: the Kafka key, else userId, else anonymousId (order rule 1)."""
+        if record.key:
+            return record.key.decode("utf-8", "replace")
+        try:
+            return event_key(None, decode_json(record.value or b""))
+        except InvalidEvent:
+            return None
+
     async def process(
-        self, record: InboundRecord, payload: dict[str, Any], progress: dict[str, Any]
-    ) -> Outcome:
+        self, record: InboundRecord, resume: Progress | None
+    ) -> tuple[Outcome, Progress | None]:
         """Plan (once per record) and execute from where the last attempt stopped."""
         try:
+            payload = decode_json(record.value or b"")
+        except InvalidEvent as err:
+            return DeadLetter(reason=err.reason, message=err.message), None
+        return await self.deliver(payload, resume)
+
+    async def deliver(
+        self, payload: Mapping[str, Any], progress: Progress | None = None
+    ) -> tuple[Outcome, Progress | None]:
+        """One decoded event, resuming at `progress`; returns its outcome and where it stands."""
+        try:
             for _ in range(_MAX_PLANS):
-                if "plan" not in progress:
+                if progress is None:
                     planned = await self.plan(payload)
                     if isinstance(planned, Skip):
-                        return Skipped(reason=planned.reason, detail=planned.detail)
-                    progress["plan"] = planned
-                    progress["next"] = 0
+                        return Skipped(reason=planned.reason, detail=planned.detail), None
+                    progress = Progress(plan=planned)
                     for dropped in planned.dropped:
                         reason = dropped.reason.value
                         self.counters.traits_dropped[reason] = self.counters.traits_dropped.get(reason, 0) + 1
-                plan: Plan = progress["plan"]
-                failure = await self._execute_from(plan, progress)
+                failure = await self._execute_from(progress)
                 if isinstance(failure, _Replan):
-                    del progress["plan"]  # only idempotent EnsureFields ran: planning again is safe
+                    progress = None  # only idempotent EnsureFields ran: planning again is safe
                     continue
                 if failure is not None:
-                    return failure
-                return Delivered(operations=len(plan.operations), summary=plan.summary)
+                    return failure, progress
+                plan = progress.plan
+                return Delivered(operations=len(plan.operations), summary=plan.summary), progress
         except InvalidEvent as err:  # from planning, or a body JSON cannot carry
-            return DeadLetter(reason=err.reason, message=err.message)
+            return DeadLetter(reason=err.reason, message=err.message), progress
         except FieldsUnavailable as err:
-            return err.outcome
-        return Transient(message="custom fields kept changing while this event was planned")
+            return err.outcome, progress
+        return Transient(message="custom fields kept changing while this event was planned"), progress
 
-    async def _execute_from(self, plan: Plan, progress: dict[str, Any]) -> StepOutcome | _Replan:
-        while progress["next"] < len(plan.operations):
-            failure = await self._execute(plan.operations[progress["next"]])
+    async def _execute_from(self, progress: Progress) -> StepOutcome | _Replan:
+        operations = progress.plan.operations
+        while progress.next < len(operations):
+            failure = await self._execute(operations[progress.next])
             if failure is not None:
                 return failure
-            progress["next"] += 1
+            progress.next += 1
         return None
 
     async def plan(self, payload: Mapping[str, Any]) -> Plan | Skip:
@@ -221,24 +263,27 @@ class Destination:
         return None if isinstance(result, Ok) else self._failure(result)
 
     async def _remove_membership(self, op: RemoveMembership) -> StepOutcome:
-        user_id = await self._user_id(op.user)
-        if not isinstance(user_id, int):
-            return user_id if user_id is not None else None  # no such user: nothing to remove
-        org_id = await self._organization_id(op.organization)
-        if not isinstance(org_id, int):
-            if org_id is None:
-                log.info("organization to leave not found: nothing to remove")
-            return org_id
-        listed = await self._call(lambda: self._client.list_user_memberships(user_id))
+        user = await self._user(op.user)
+        if isinstance(user, Missing):
+            return None  # no such user: nothing to remove
+        if not isinstance(user, Found):
+            return user
+        org = await self._organization(op.organization)
+        if isinstance(org, Missing):
+            log.info("organization to leave not found: nothing to remove")
+            return None
+        if not isinstance(org, Found):
+            return org
+        listed = await self._call(lambda: self._client.list_user_memberships(user.id))
         if not isinstance(listed, Ok):
             return self._failure(listed)
         memberships = listed.json.get("organization_memberships", [])
-        matching = [m for m in memberships if isinstance(m, Mapping) and m.get("organization_id") == org_id]
+        matching = [m for m in memberships if isinstance(m, Mapping) and m.get("organization_id") == org.id]
         for membership in matching:
             membership_id = membership.get("id")
             if not isinstance(membership_id, int):
                 continue
-            deleted = await self._call(partial(self._client.delete_membership, user_id, membership_id))
+            deleted = await self._call(partial(self._client.delete_membership, user.id, membership_id))
             if isinstance(deleted, Rejected) and is_record_not_found(deleted):
                 continue  # already gone
             if not isinstance(deleted, Ok):
@@ -246,99 +291,98 @@ class Destination:
         return None
 
     async def _ensure_membership(self, op: EnsureMembership) -> StepOutcome:
-        user_id = await self._user_id(op.user)
-        if user_id is None:
+        user = await self._user(op.user)
+        if isinstance(user, Missing):
             return DeadLetter(
                 reason=DlqReason.USER_NOT_FOUND,
                 message="the group's user is not in Zendesk; replay once the user exists",
             )
-        if not isinstance(user_id, int):
-            return user_id
-        org_id = await self._organization_id(op.organization)
-        if org_id is None:
+        if not isinstance(user, Found):
+            return user
+        org = await self._organization(op.organization)
+        if isinstance(org, Missing):
             return DeadLetter(
                 reason=DlqReason.ZENDESK_REJECTED,
                 message="the organization was upserted but Zendesk cannot find it by external_id",
             )
-        if not isinstance(org_id, int):
-            return org_id
-        result = await self._call(lambda: self._client.create_membership(user_id, org_id))
+        if not isinstance(org, Found):
+            return org
+        result = await self._call(lambda: self._client.create_membership(user.id, org.id))
         if isinstance(result, Ok) or (isinstance(result, Rejected) and is_already_member(result)):
             return None
         return self._failure(result)
 
     async def _send_event(self, op: SendEvent) -> StepOutcome:
-        user_id = await self._user_id(op.user)
-        if user_id is None:
+        user = await self._user(op.user)
+        if isinstance(user, Missing):
             return DeadLetter(
                 reason=DlqReason.USER_NOT_FOUND,
                 message="no Zendesk user has this userId as external_id (nor the event's email); "
                 "replay once the user exists",
             )
-        if not isinstance(user_id, int):
-            return user_id
+        if not isinstance(user, Found):
+            return user
         result = await self._call(lambda: self._client.send_event(op.body))
         return None if isinstance(result, Ok) else self._failure(result)
 
     # ----------------------------------------------------------------------------------- lookups
 
-    async def _user_id(self, ref: UserRef) -> int | DeadLetter | Transient | None:
-        """The Zendesk id of a user: by external_id first, then by email. None when nobody matches."""
+    async def _user(self, ref: UserRef) -> Resolved:
+        """The Zendesk user: by external_id first, then by email."""
         cache = self._client.cache
         if ref.external_id is not None:
             cached = cache.user_id_by_external_id(ref.external_id)
             if cached is not None:
-                return cached
-            found = await self._single(
-                lambda: self._client.find_users_by_external_id(ref.external_id or ""), "users"
-            )
-            if found is not None:
+                return Found(cached)
+            external_id = ref.external_id
+            found = await self._single(lambda: self._client.find_users_by_external_id(external_id), "users")
+            if not isinstance(found, Missing):
                 return found
         if ref.email is not None:
             cached = cache.user_id_by_email(ref.email)
             if cached is not None:
-                return cached
-            return await self._single(lambda: self._client.search_users_by_email(ref.email or ""), "users")
-        return None
+                return Found(cached)
+            email = ref.email
+            return await self._single(lambda: self._client.search_users_by_email(email), "users")
+        return Missing()
 
-    async def _organization_id(self, ref: OrgRef) -> int | DeadLetter | Transient | None:
+    async def _organization(self, ref: OrgRef) -> Resolved:
+        """The Zendesk organization: by external_id first, then by its Zendesk id."""
         if ref.external_id is not None:
             cached = self._client.cache.organization_id_by_external_id(ref.external_id)
             if cached is not None:
-                return cached
+                return Found(cached)
+            external_id = ref.external_id
             found = await self._single(
-                lambda: self._client.search_organizations_by_external_id(ref.external_id or ""),
-                "organizations",
+                lambda: self._client.search_organizations_by_external_id(external_id), "organizations"
             )
-            if found is not None:
+            if not isinstance(found, Missing):
                 return found
         if ref.id is not None:
             org_id = ref.id
             result = await self._call(lambda: self._client.show_organization(org_id))
             if isinstance(result, Ok):
-                return org_id
+                return Found(org_id)
             if isinstance(result, Rejected) and is_record_not_found(result):
-                return None
+                return Missing()
             return self._failure(result)
-        return None
+        return Missing()
 
-    async def _single(
-        self, lookup: Callable[[], Awaitable[Result]], envelope: str
-    ) -> int | DeadLetter | Transient | None:
-        """The id of the only record a lookup found; None when none; identity_conflict when several."""
+    async def _single(self, lookup: Callable[[], Awaitable[Result]], envelope: str) -> Resolved:
+        """The only record a lookup found; Missing when none; identity_conflict when several."""
         result = await self._call(lookup)
         if not isinstance(result, Ok):
             return self._failure(result)
         found = [r for r in result.json.get(envelope, []) if isinstance(r, Mapping) and r.get("active", True)]
         if not found:
-            return None
+            return Missing()
         if len(found) > 1:
             return DeadLetter(
                 reason=DlqReason.IDENTITY_CONFLICT,
                 message=f"{len(found)} Zendesk {envelope} match this identity; nothing was written",
             )
         record_id = found[0].get("id")
-        return record_id if isinstance(record_id, int) else None
+        return Found(record_id) if isinstance(record_id, int) else Missing()
 
     # ----------------------------------------------------------------------------------- plumbing
 
@@ -384,11 +428,3 @@ class Destination:
                 )
             case Ok():
                 raise AssertionError("not a failure")
-
-
-class FieldsUnavailable(Exception):
-    """Zendesk did not list the custom fields (transient or rejected); `outcome` says what to do."""
-
-    def __init__(self, outcome: DeadLetter | Transient) -> None:
-        super().__init__(str(outcome))
-        self.outcome = outcome

@@ -441,7 +441,8 @@ async def _with_zendesk(
     send: bool,
     emit: Callable[[str], None],
 ) -> int:
-    from stream.delivery import Destination, FieldsUnavailable  # noqa: PLC0415
+    from stream.delivery import Destination  # noqa: PLC0415
+    from stream.errors import FieldsUnavailable  # noqa: PLC0415
     from stream.zendesk.client import ZendeskClient  # noqa: PLC0415
 
     exchanges: list[Exchange] = []
@@ -468,11 +469,9 @@ async def _with_zendesk(
                 exchanges.clear()
                 outcome = verdict if isinstance(verdict, Skipped | DeadLetter) else None
                 if isinstance(verdict, Plan) and isinstance(item, dict):
-                    progress: dict[str, Any] = {}
-                    outcome = await destination.process(_record(item, position), item, progress)
-                    executed = progress.get("plan")  # planned again with what Zendesk holds now
-                    if isinstance(executed, Plan):
-                        verdict = executed
+                    outcome, progress = await destination.deliver(item)
+                    if progress is not None:  # planned again with what Zendesk holds now
+                        verdict = progress.plan
                 sent = tuple(exchanges)
             explanation = Explanation(
                 position=position,

@@ -15,10 +15,13 @@ from typing import Any
 import structlog
 
 from stream.config import Config
-from stream.delivery import Destination, FieldsUnavailable
+from stream.delivery import Destination
 from stream.engine.runner import Engine, EngineOptions, Stats
-from stream.errors import ConfigError
+from stream.errors import ConfigError, FieldsUnavailable
 from stream.kafka.admin import KafkaAdmin
+from stream.kafka.consumer import ConsumerOptions
+from stream.kafka.producer import AsyncProducer
+from stream.kafka.source import KafkaSource
 from stream.mapping.fields import Known
 from stream.outcomes import DeadLetter
 from stream.topics import max_message_bytes
@@ -87,10 +90,13 @@ async def run_service(
     options: EngineOptions,
     *,
     exit_at_end: bool,
+    consumer: ConsumerOptions | None = None,
+    max_record_bytes: int | None = None,
     on_progress: Callable[[Stats], None] | None = None,
 ) -> RunResult:
     """Runs until stopped (or caught up with `exit_at_end`). Raises ZendeskConfigError when Zendesk
-    refuses our credentials, at start-up or later."""
+    refuses our credentials, at start-up or later. `max_record_bytes`: what `check_kafka` found the
+    retry and dead-letter topics take."""
     connections = max(1, min(options.max_in_flight, MAX_CONNECTIONS))
     async with ZendeskClient(connection=config.zendesk, max_connections=connections) as client:
         destination = Destination(client=client, settings=config.destination)
@@ -102,7 +108,12 @@ async def run_service(
             organization_fields=len(known.organization_fields),
         )
         engine = Engine(
-            settings=config.kafka, processor=destination, options=options, on_progress=on_progress
+            source=KafkaSource(settings=config.kafka, options=consumer),
+            producer=AsyncProducer(settings=config.kafka, max_record_bytes=max_record_bytes),
+            processor=destination,
+            topics=config.topics,
+            options=options,
+            on_progress=on_progress,
         )
         exit_code = await engine.run(exit_at_end=exit_at_end)
         if engine.fatal is not None:

@@ -1,12 +1,18 @@
 """Per-key lanes: which record may start now.
 
-Within a partition, the records of one key run strictly one at a time, in offset order. Different keys
-run concurrently, up to the in-flight limit, the lane whose waiting record has the lowest offset first:
-that keeps the committed point close behind the work, which bounds what a crash repeats. A lane's head
-record may carry a time before which it must not start (a retry's back-off, a retry record's
-not-before): the lane waits without holding an in-flight slot, and the other keys go on. Pure
-bookkeeping, no I/O and no clock of its own: the runner passes `now`, starts the work and reports its
-end.
+Order rules, enforced here and in the runner's parked-key check, and nowhere else:
+1. Within a partition, the records of one key run strictly one at a time, in offset order. The key is
+   the Kafka record key, else the event's userId, else its anonymousId.
+2. A record with no key at all has no order to keep: it gets a lane of its own.
+3. Different keys run concurrently, up to the in-flight limit; the lane whose waiting record has the
+   lowest offset starts first, which keeps the committed point close behind the work.
+4. A lane's head may carry a time before which it must not start (a retry's back-off, a retry record's
+   not-before): the lane waits without holding an in-flight slot, and the other keys go on.
+5. While a key has a record in the retry path, its later events follow it into the retry topic, in
+   order (`parking.ParkedKeys`; the runner checks it before an attempt).
+
+Pure bookkeeping, no I/O and no clock of its own: the runner passes `now`, starts the work and reports
+its end.
 """
 
 from __future__ import annotations
@@ -15,10 +21,28 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
+from stream.engine.ports import Partition
 from stream.engine.records import InboundRecord
 
-LaneId = tuple[str, int, str]  # topic, partition, key
+
+@dataclass(frozen=True, slots=True)
+class LaneId:
+    topic: str
+    partition: int
+    key: str | None  # None: a record without any key (rule 2), told apart by its offset
+    keyless_offset: int | None = None
+
+    @classmethod
+    def of(cls, record: InboundRecord, key: str | None) -> LaneId:
+        if key:
+            return cls(record.topic, record.partition, key)
+        return cls(record.topic, record.partition, None, record.offset)
+
+    @property
+    def source(self) -> Partition:
+        return (self.topic, self.partition)
 
 
 class Lanes:
@@ -32,7 +56,7 @@ class Lanes:
         self._timed: list[tuple[float, int, LaneId]] = []  # (due, tie-break, lane): head not yet due
         self._waiting_until: dict[LaneId, float] = {}
         self._tie = itertools.count()
-        self._held: set[tuple[str, int]] = set()  # partitions that may not start new work
+        self._held: set[Partition] = set()  # partitions that may not start new work
 
     @property
     def in_flight(self) -> int:
@@ -57,7 +81,7 @@ class Lanes:
         while self._ready and len(self._running) < self._max_in_flight:
             entry = heapq.heappop(self._ready)
             lane = entry[2]
-            if lane[:2] in self._held:
+            if lane.source in self._held:
                 skipped.append(entry)
                 continue
             self._running.add(lane)
@@ -96,26 +120,26 @@ class Lanes:
     def _make_ready(self, lane: LaneId) -> None:
         heapq.heappush(self._ready, (self._queues[lane][0][0].offset, next(self._tie), lane))
 
-    def hold(self, partitions: Iterable[tuple[str, int]]) -> None:
+    def hold(self, partitions: Iterable[Partition]) -> None:
         """Start nothing more from these partitions (revocation, shutdown)."""
         self._held.update(partitions)
 
-    def is_held(self, partition: tuple[str, int]) -> bool:
+    def is_held(self, partition: Partition) -> bool:
         return partition in self._held
 
-    def release(self, partitions: Iterable[tuple[str, int]]) -> None:
+    def release(self, partitions: Iterable[Partition]) -> None:
         self._held.difference_update(partitions)
 
-    def drop(self, partitions: Iterable[tuple[str, int]]) -> int:
+    def drop(self, partitions: Iterable[Partition]) -> int:
         """Forget every waiting record of these partitions (their running work must be over).
         Returns how many records were dropped; they are not committed, so their next owner reads them."""
         gone = set(partitions)
         dropped = 0
-        for lane in [lane for lane in self._queues if lane[:2] in gone]:
+        for lane in [lane for lane in self._queues if lane.source in gone]:
             dropped += len(self._queues.pop(lane))
             self._running.discard(lane)
             self._waiting_until.pop(lane, None)
-        self._ready = [entry for entry in self._ready if entry[2][:2] not in gone]
+        self._ready = [entry for entry in self._ready if entry[2].source not in gone]
         heapq.heapify(self._ready)
         self._held -= gone
         return dropped

@@ -14,21 +14,20 @@ import concurrent.futures
 import logging
 import queue
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from stream.engine.ports import CommitOffsets, Partition
 from stream.engine.records import InboundRecord
 from stream.kafka.config import KafkaSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Partition = tuple[str, int]
 
-# Offsets committed at revocation: partition -> (next offset to read, metadata).
-RevokeHandler = Callable[[list[Partition]], Awaitable[Mapping[Partition, tuple[int, str]]]]
+RevokeHandler = Callable[[list[Partition]], Awaitable[CommitOffsets]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,11 +213,8 @@ class ConsumerThread:
         self._wait(self._on_lost([(p.topic, p.partition) for p in partitions]), None)
 
 
-CommitOffsets = Mapping[Partition, tuple[int, str]]  # partition -> (next offset to read, metadata)
-
-
 def _topic_partitions(offsets: CommitOffsets) -> list[TopicPartition]:
-    return [TopicPartition(t, p, o, metadata=m) for (t, p), (o, m) in offsets.items()]
+    return [TopicPartition(t, p, pos.offset, metadata=pos.metadata) for (t, p), pos in offsets.items()]
 
 
 def commit_offsets(consumer: Consumer, offsets: CommitOffsets) -> bool:

@@ -13,20 +13,10 @@ from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from stream.errors import StreamError
+from stream.errors import ProduceFailed, RecordTooLarge
 from stream.kafka.config import KafkaSettings
 
 UNASSIGNED = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the partitioner chooses (by key)
-
-
-class ProduceFailed(StreamError):
-    """The broker did not confirm a record within the producer's delivery timeout."""
-
-
-class RecordTooLarge(ProduceFailed):
-    """The record is larger than the producer or the topic accepts (`max.message.bytes`)."""
-
-
 _TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
 DEFAULT_MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default request size
 FRAMING_BYTES = 64 * 1024  # request framing around the largest record a topic accepts
@@ -67,7 +57,7 @@ class AsyncProducer:
         *,
         key: bytes | None,
         value: bytes | None,
-        headers: Sequence[tuple[str, str | bytes | None]],
+        headers: Sequence[tuple[str, bytes]],
         partition: int | None = None,
     ) -> int:
         """Returns the record's offset once the broker confirmed it."""
@@ -94,7 +84,10 @@ class AsyncProducer:
                 raise _failure(err.args[0] if err.args else None, str(err)) from None
         return await done
 
-    def close(self, timeout_s: float = 30.0) -> None:
+    async def close(self, timeout_s: float = 30.0) -> None:
+        await asyncio.to_thread(self._close, timeout_s)
+
+    def _close(self, timeout_s: float) -> None:
         self._producer.flush(timeout_s)
         self._stop.set()
         self._thread.join(timeout_s)

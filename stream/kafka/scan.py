@@ -18,15 +18,11 @@ from collections.abc import Mapping
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from stream.engine.records import GROUP_HEADER
-from stream.errors import StreamError
+from stream.errors import SourceFailed
 from stream.kafka.config import KafkaSettings
 from stream.kafka.consumer import message_headers
 
 Partition = tuple[str, int]
-
-
-class ScanFailed(StreamError):
-    """The retry topic could not be read within the deadline; the parked state is unknown."""
 
 
 def read_committed(
@@ -99,7 +95,9 @@ def scan_keys(
         deadline = time.monotonic() + timeout_s
         while ends:
             if time.monotonic() > deadline:
-                raise ScanFailed(f"reading parked keys from {sorted(ends)} took longer than {timeout_s:.0f}s")
+                raise SourceFailed(
+                    f"reading parked keys from {sorted(ends)} took longer than {timeout_s:.0f}s"
+                )
             for message in consumer.consume(500, 0.2):
                 topic, partition, offset = message.topic(), message.partition(), message.offset()
                 if topic is None or partition is None:

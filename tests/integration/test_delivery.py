@@ -72,10 +72,13 @@ async def destination(
 async def deliver(
     dest: Destination, payload: dict[str, Any], progress: dict[str, Any] | None = None
 ) -> Outcome:
+    """One attempt at the event as the engine makes it; `progress` carries what it left for the next."""
     record = InboundRecord(
         topic="segment.events", partition=0, offset=0, key=None, value=json.dumps(payload).encode()
     )
-    return await dest.process(record, payload, {} if progress is None else progress)
+    held = {} if progress is None else progress
+    outcome, held["resume"] = await dest.process(record, held.get("resume"))
+    return outcome
 
 
 def calls(sim: RunningSimulator, *, since: int | None = None) -> list[str]:

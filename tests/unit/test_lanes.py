@@ -9,7 +9,7 @@ def _record(offset: int, partition: int = 0) -> InboundRecord:
 
 
 def _lane(key: str, partition: int = 0) -> LaneId:
-    return ("t", partition, key)
+    return LaneId("t", partition, key)
 
 
 def test_records_of_one_key_start_one_at_a_time_in_offset_order() -> None:
@@ -27,10 +27,10 @@ def test_different_keys_run_concurrently_up_to_the_in_flight_limit() -> None:
     lanes = Lanes(max_in_flight=2)
     for offset, key in enumerate("abc"):
         lanes.add(_lane(key), _record(offset))
-    assert [lane[2] for lane, _ in lanes.startable(0.0)] == ["a", "b"]
+    assert [lane.key for lane, _ in lanes.startable(0.0)] == ["a", "b"]
     assert lanes.in_flight == 2
     lanes.finish(_lane("a"))
-    assert [lane[2] for lane, _ in lanes.startable(0.0)] == ["c"]
+    assert [lane.key for lane, _ in lanes.startable(0.0)] == ["c"]
 
 
 def test_a_finished_lane_with_more_records_waits_behind_keys_already_waiting() -> None:
@@ -68,14 +68,14 @@ def test_a_deferred_lane_waits_for_its_time_without_holding_a_slot() -> None:
     lanes = Lanes(max_in_flight=1)
     lanes.add(_lane("a"), _record(0))
     lanes.add(_lane("b"), _record(1))
-    assert [lane[2] for lane, _ in lanes.startable(0.0)] == ["a"]
+    assert [lane.key for lane, _ in lanes.startable(0.0)] == ["a"]
     lanes.defer(_lane("a"), until=10.0)
     assert lanes.in_flight == 0
-    assert [lane[2] for lane, _ in lanes.startable(5.0)] == ["b"]
+    assert [lane.key for lane, _ in lanes.startable(5.0)] == ["b"]
     lanes.finish(_lane("b"))
     assert list(lanes.startable(9.9)) == []
     assert lanes.next_due() == 10.0
-    assert [(lane[2], r.offset) for lane, r in lanes.startable(10.0)] == [("a", 0)]
+    assert [(lane.key, r.offset) for lane, r in lanes.startable(10.0)] == [("a", 0)]
 
 
 def test_a_record_added_with_a_due_time_starts_only_then_and_keeps_its_lane_order() -> None:
@@ -83,7 +83,7 @@ def test_a_record_added_with_a_due_time_starts_only_then_and_keeps_its_lane_orde
     lanes.add(_lane("a"), _record(0), due=20.0)
     lanes.add(_lane("a"), _record(1))
     lanes.add(_lane("b"), _record(2))
-    assert [lane[2] for lane, _ in lanes.startable(1.0)] == ["b"]
+    assert [lane.key for lane, _ in lanes.startable(1.0)] == ["b"]
     assert [r.offset for _, r in lanes.startable(20.0)] == [0]
     lanes.finish(_lane("a"))
     assert [r.offset for _, r in lanes.startable(20.0)] == [1]

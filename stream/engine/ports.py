@@ -1,0 +1,107 @@
+"""The engine's two seams to Kafka, as small Protocols: where records come from and where copies go.
+
+`stream.kafka` implements them on confluent-kafka (`KafkaSource`, `AsyncProducer`); unit tests drive
+the real engine over in-memory implementations (tests/support/memory.py) with a virtual clock.
+
+A source serves two kinds of partitions. Input partitions come from the consumer group: the source
+calls the handler's `on_assigned`, `on_revoked` and `on_lost` when the group moves them. Retry
+partitions are assigned by hand, by the engine (`assign`/`unassign`), under the retry group: the retry
+partition of each input partition it owns, so a key's retries and its new events meet in one process.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from stream.engine.records import InboundRecord
+
+Partition = tuple[str, int]  # topic, partition number
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A committed position: the next offset to read, with the commit's metadata (offsets rule 4)."""
+
+    offset: int
+    metadata: str = ""
+
+
+CommitOffsets = Mapping[Partition, Position]
+
+
+class SourceHandler(Protocol):
+    """What the engine does when records and partitions arrive (the source calls it on the loop)."""
+
+    def on_records(self, records: list[InboundRecord]) -> None: ...
+
+    async def on_assigned(self, partitions: list[Partition]) -> None: ...
+
+    async def on_revoked(self, partitions: list[Partition]) -> CommitOffsets:
+        """Finish or abandon the partitions' work; the source commits the returned positions before it
+        lets the partitions go."""
+        ...
+
+    async def on_lost(self, partitions: list[Partition]) -> None: ...
+
+
+class Source(Protocol):
+    def start(self, handler: SourceHandler) -> None: ...
+
+    async def close(self) -> None:
+        """Leave the group (a last revocation commits what is finished) and stop reading."""
+        ...
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the source stopped on its own (a fatal Kafka error), if it did."""
+        ...
+
+    async def assign(self, partitions: Sequence[Partition]) -> None:
+        """Start reading these retry partitions from the retry group's committed positions."""
+        ...
+
+    async def unassign(self, partitions: Sequence[Partition]) -> None: ...
+
+    async def pause(self, partitions: Sequence[Partition]) -> None: ...
+
+    async def resume(self, partitions: Sequence[Partition]) -> None: ...
+
+    async def commit(self, offsets: CommitOffsets) -> bool:
+        """Synchronous commit (input partitions for the group, retry ones for the retry group); False when
+        it failed and should be tried again."""
+        ...
+
+    async def committed(self, partitions: Sequence[Partition]) -> dict[Partition, Position | None]:
+        """The committed positions, readable inside a rebalance callback too."""
+        ...
+
+    async def watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
+        """Partition number → (low, high) offsets now, for every partition of the topic."""
+        ...
+
+    async def waiting_keys(
+        self, starts: Mapping[Partition, Position | None], *, writer_group: str
+    ) -> dict[Partition, Counter[str]]:
+        """The keys (with record counts) of the records from each retry partition's position to its end
+        now, counting only records `writer_group` wrote: the keys parked in the retry path."""
+        ...
+
+
+class DurableProducer(Protocol):
+    async def send(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+        partition: int | None = None,
+    ) -> int:
+        """Returns the record's offset once the broker confirmed it (acks=all). Raises ProduceFailed, or
+        RecordTooLarge when the topic cannot take it."""
+        ...
+
+    async def close(self) -> None: ...
