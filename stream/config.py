@@ -1,4 +1,4 @@
-"""Service configuration from the environment (ARCHITECTURE.md §2.2), validated once at start-up.
+"""Service configuration from the environment (docs/contracts.md §2), validated once at start-up.
 
 Every problem is a `ConfigError` with one line naming the setting; `stream.cli` prints it and exits 2.
 """

@@ -51,13 +51,13 @@ from stream.zendesk.classify import (
     RateLimited,
     Rejected,
     Result,
+    Unavailable,
     dlq_reason,
     is_already_member,
     is_duplicate_field_key,
     is_invalid_time_zone,
     is_record_not_found,
 )
-from stream.zendesk.classify import Transient as ZendeskTransient
 
 log = structlog.get_logger("stream.delivery")
 
@@ -255,7 +255,7 @@ class Destination:
     async def _upsert_user(self, op: UpsertUser) -> StepOutcome:
         result = await self._call(lambda: self._client.create_or_update_user(op.user))
         if isinstance(result, Rejected) and is_invalid_time_zone(result) and "time_zone" in op.user:
-            # Prefer the rest of the user over losing the event (SEMANTICS.md).
+            # Prefer the rest of the user over losing the event (docs/semantics.md).
             self.counters.time_zone_dropped += 1
             log.info("time zone refused, resending without it", status=result.status)
             without = {k: v for k, v in op.user.items() if k != "time_zone"}
@@ -412,7 +412,7 @@ class Destination:
                     message=f"Zendesk answered {result.status}: {detail}; body: {result.body_excerpt}",
                     http_status=result.status,
                 )
-            case ZendeskTransient():
+            case Unavailable():
                 return Transient(
                     message=f"Zendesk {result.reason.value}"
                     + (f" ({result.status})" if result.status else "")

@@ -1,4 +1,4 @@
-"""The configuration contract (ARCHITECTURE.md §2.2): every STREAM_* and ZENDESK_* variable the service
+"""The configuration contract (docs/contracts.md §2): every STREAM_* and ZENDESK_* variable the service
 reads, with its meaning, and the check that turns a typo into one clear line. Light on purpose: the
 command checks the environment before it imports anything heavy."""
 
@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from stream.errors import ConfigError
 
-# The configuration contract (ARCHITECTURE.md §2.2): every variable the service reads by name.
+# The configuration contract (docs/contracts.md §2): every variable the service reads by name.
 # Other `KAFKA_*` variables are passed to librdkafka (see stream.kafka.config).
 ENVIRONMENT: dict[str, str] = {
     "KAFKA_BOOTSTRAP_SERVERS": "brokers (default localhost:9092)",
@@ -41,7 +41,7 @@ ENVIRONMENT: dict[str, str] = {
 
 def check_environment(env: Mapping[str, str]) -> None:
     """An unknown STREAM_* or ZENDESK_* variable is a typo until proven otherwise: say which, with the
-    nearest known name (ARCHITECTURE.md §2.2). Unknown KAFKA_* ones are checked in stream.kafka.config."""
+    nearest known name (docs/contracts.md §2). Unknown KAFKA_* ones are checked in stream.kafka.config."""
     for name in sorted(env):
         if name.startswith(("STREAM_", "ZENDESK_")) and name not in ENVIRONMENT:
             close = difflib.get_close_matches(name, ENVIRONMENT, n=1, cutoff=0.6)

@@ -4,7 +4,7 @@ Pure: no I/O, no clock. Everything that makes an event unusable raises
 ``InvalidEvent(DlqReason.INVALID_PAYLOAD, message)``; the message names what is wrong in words a support
 engineer can act on, and never quotes the event body (it holds personal data).
 
-Decisions (SEMANTICS.md, "Envelope"):
+Decisions (docs/semantics.md, "Envelope"):
 
 - The value must be a JSON object (UTF-8). Strict JSON is tried first; on failure the lenient standard
   library parser is tried, so ``NaN``/``Infinity`` literals and integers beyond 64 bits are read (the planner

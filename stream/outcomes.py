@@ -1,7 +1,7 @@
 """Stable codes shared by the planner, the Zendesk client and the engine.
 
 The values are part of the dead-letter header contract (`zs.error.reason`, `zs.error.class`,
-ARCHITECTURE.md §2.3) and the skip metric's `reason` label: never rename one.
+docs/contracts.md §3) and the skip metric's `reason` label: never rename one.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class SkipReason(StrEnum):
 
 # ------------------------------------------------------------------------------ what one event came to
 # The delivery of one event ends in exactly one of these; the engine decides what happens next
-# (commit, dead-letter, retry). Rate limits are not outcomes: the client waits them out.
+# (commit, dead-letter, retry). Rate limits are not outcomes: the executor waits them out.
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ class Delivered:
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
-    """Deliberately not sent (ARCHITECTURE.md §2.4): committed, counted, logged once."""
+    """Deliberately not sent (docs/contracts.md §4): committed, counted, logged once."""
 
     reason: SkipReason
     detail: str = ""

@@ -1,15 +1,8 @@
 """Which offset of a partition may be committed, and which finished records lie beyond it.
 
-Rules, enforced here and nowhere else:
-1. Every record handed to a lane is registered here, in offset order, before it starts.
-2. A record is finished when it was delivered, deliberately skipped, or durably written to the retry
-   or dead-letter topic (the producer confirmed it).
-3. The committable offset is one past the end of the longest prefix of finished records: a record
-   that is not finished holds back every later offset of its partition, whatever their state.
-4. Records finished beyond that point travel in the commit's metadata (`encode_finished`). A new
-   owner of the partition treats them as finished when it reads them again, so a crash repeats only
-   the work that was in flight, not everything past the slowest key. Per-key order survives this:
-   a key's records run one after another, so its finished records always precede its unfinished ones.
+This is where commit rules 1, 3 and 4 of `stream.engine.commits` are kept. Per-key order survives
+rule 4: a key's records run one after another, so its finished records always precede its unfinished
+ones.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Records as the engine sees them, and the dead-letter/retry headers of ARCHITECTURE.md §2.3."""
+"""Records as the engine sees them, and the dead-letter/retry headers of docs/contracts.md §3."""
 
 from __future__ import annotations
 

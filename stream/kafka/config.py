@@ -1,4 +1,4 @@
-"""Kafka settings from the environment (ARCHITECTURE.md §2.2), validated once.
+"""Kafka settings from the environment (docs/contracts.md §2), validated once.
 
 `KAFKA_BOOTSTRAP_SERVERS` names the brokers; every other `KAFKA_*` variable names a librdkafka property
 (`KAFKA_SASL_MECHANISM` → `sasl.mechanism`, `KAFKA_LOG_LEVEL` → `log_level`), checked against librdkafka's

@@ -1,6 +1,6 @@
 """Custom fields: what Zendesk is known to hold, type inference for new fields, value coercion.
 
-Rules (SEMANTICS.md, "Identify → user upsert", shared by organization fields):
+Rules (docs/semantics.md, "Identify → user upsert", shared by organization fields):
 
 - A trait is matched against the account's existing field keys first (`Known`, filled by the executor from
   Zendesk, all pages). A value is coerced to the existing field's type; what cannot be coerced is dropped and
@@ -59,7 +59,7 @@ class FieldKind(StrEnum):
 
 
 class FieldType(StrEnum):
-    """Zendesk custom field types (zendesk-api.md §3.1)."""
+    """Zendesk custom field types (docs/zendesk-api.md §3.1)."""
 
     TEXT = "text"
     TEXTAREA = "textarea"

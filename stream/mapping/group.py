@@ -1,6 +1,6 @@
 """Group → (fields to create) + organization upsert + membership.
 
-SEMANTICS.md "Group → organization upsert + membership":
+docs/semantics.md "Group → organization upsert + membership":
 
 1. No ``groupId`` → DLQ ``invalid_payload``.
 2. No ``userId``: with ``allowGroupWithoutUserId`` the organization is upserted only; without it → skip

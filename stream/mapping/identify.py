@@ -1,6 +1,6 @@
 """Identify → (fields to create) + user upsert (+ removal from an organization).
 
-SEMANTICS.md "Identify → user upsert":
+docs/semantics.md "Identify → user upsert":
 
 1. Traits come from ``traits``, or ``context.traits`` when ``traits`` is absent or empty.
 2. Identity: ``traits.email`` (the match key) and/or ``userId`` (→ ``external_id``); neither → skip
@@ -18,7 +18,7 @@ SEMANTICS.md "Identify → user upsert":
    after the upsert, remove the membership (organization by external_id = company.id, else by Zendesk id when
    numeric). If ``organizationId`` names that same organization it is left out of the upsert: writing it
    would first make it the user's default organization and replace all other memberships
-   (zendesk-api.md §2.1), only for the removal to undo it.
+   (docs/zendesk-api.md §2.1), only for the removal to undo it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Trait keys → Zendesk field keys.
 
 Zendesk field keys hold letters, digits and underscores only, and must not be all digits
-(zendesk-api.md §3.1). Segment "formats the field name from either camelCaseFormat or snake_case_format into
-snake_case_format" (the seed). Our rule, applied in this order:
+(docs/zendesk-api.md §3.1). Segment "formats the field name from either camelCaseFormat or
+snake_case_format into snake_case_format" (the seed). Our rule, applied in this order:
 
 1. Unicode is folded to ASCII where a letter has an accent-free form (``café`` → ``cafe``).
 2. A lower-case letter or digit followed by an upper-case letter starts a new word (``planName`` →

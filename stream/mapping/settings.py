@@ -37,7 +37,7 @@ from stream.mapping.keys import to_snake_case
 
 __all__ = ["MAX_SOURCE_LENGTH", "DestinationSettings"]
 
-MAX_SOURCE_LENGTH: Final = 40  # Sunshine profile/event `source` and `type` (zendesk-api.md §8.2)
+MAX_SOURCE_LENGTH: Final = 40  # Sunshine profile/event `source` and `type` (docs/zendesk-api.md §8.2)
 WILDCARD: Final = "*"
 _PREFIX: Final = "ZENDESK_SETTINGS"
 _SUBDOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")

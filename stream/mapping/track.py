@@ -1,6 +1,6 @@
 """Track → one Sunshine event (``POST /api/v2/user_profiles/events``).
 
-SEMANTICS.md "Track → Sunshine event", checked in this order:
+docs/semantics.md "Track → Sunshine event", checked in this order:
 
 1. No event name → DLQ ``invalid_payload``.
 2. The name is not in the ``events`` setting (exact match; ``"*"`` enables all; empty enables none) → skip

@@ -1,6 +1,7 @@
 """A Zendesk simulator: a real HTTP server on loopback that behaves like the slice of Zendesk we use.
 
-Facts come from ``zendesk-api.md``; every inferred behaviour is a switch in :mod:`stream.simulator.options`.
+Facts come from ``docs/zendesk-api.md``; every inferred behaviour is a switch in
+:mod:`stream.simulator.options`.
 """
 
 from stream.simulator.options import SimulatorOptions

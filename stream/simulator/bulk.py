@@ -1,4 +1,6 @@
-"""Bulk endpoints: one request, one background job, per-item results (zendesk-api.md §2.3, §5.4, §6.2, §7).
+"""Bulk endpoints: one request, one background job, per-item results.
+
+Facts: docs/zendesk-api.md §2.3, §5.4, §6.2, §7.
 
 Every bulk POST/PUT counts once against the account bucket (like any request) and once against the
 in-flight job limit, shared by all bulk endpoints. The endpoint-specific buckets (create_or_update user
@@ -26,7 +28,7 @@ from stream.simulator.state import User, check_organization_attributes, check_us
 
 MAX_BULK = 100
 USERS_TOO_MANY = "Maximum 100 users may be created per call"
-# The live organization body has the double space (zendesk-api.md §1.4).
+# The live organization body has the double space (docs/zendesk-api.md §1.4).
 PARAMETER_TOO_MANY = "Parameter  cannot specify more than 100 values"
 
 Check = Callable[[dict[str, Any], str], dict[str, Any]]

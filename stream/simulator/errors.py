@@ -1,6 +1,7 @@
 """Zendesk-shaped errors. Domain code raises :class:`ZendeskError`; the HTTP layer renders it as is.
 
-Bodies follow the catalogue in ``zendesk-api.md`` §1.4; where the shape is inferred, the docstring says so.
+Bodies follow the catalogue in ``docs/zendesk-api.md`` §1.4; where the shape is inferred, the docstring
+says so.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Background jobs (zendesk-api.md §7): queued → working → completed, with per-item results.
+"""Background jobs (docs/zendesk-api.md §7): queued → working → completed, with per-item results.
 
 Items are applied when the job completes, so their effects appear when a client would see ``completed``.
 

@@ -1,4 +1,4 @@
-"""OAuth token grants (zendesk-api.md §11.2): ``POST /oauth/tokens`` and the bearer tokens it issues.
+"""OAuth token grants (docs/zendesk-api.md §11.2): ``POST /oauth/tokens`` and the bearer tokens it issues.
 
 Grants: ``client_credentials`` (access token only), ``authorization_code`` (codes configured up front,
 each good once) and ``refresh_token`` (rotation: the new pair invalidates the old access token and the old

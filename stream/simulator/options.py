@@ -1,7 +1,8 @@
 """Every switch of the simulator, in one frozen dataclass.
 
 Defaults are the faithful behaviour (rate limits on, Enterprise plan). Options marked [I] in their comment
-implement inferred behaviour from ``zendesk-api.md`` and exist so a wrong guess is one flag away from fixed.
+implement inferred behaviour from ``docs/zendesk-api.md`` and exist so a wrong guess is one flag away
+from fixed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class PlanLimits:
     events_rpm: int | None
 
 
-# zendesk-api.md §9.1 (Support API) and §8.2 (Profiles/Events API), Suite plans. "unlimited" is ours.
+# docs/zendesk-api.md §9.1 (Support API) and §8.2 (Profiles/Events API), Suite plans. "unlimited" is ours.
 PLANS: dict[str, PlanLimits] = {
     "team": PlanLimits(support_rpm=200, events_rpm=250),
     "growth": PlanLimits(support_rpm=400, events_rpm=250),
@@ -48,7 +49,7 @@ class SimulatorOptions:
     api_token: str | None = dataclasses.field(default=None, repr=False)
     oauth_token: str | None = dataclasses.field(default=None, repr=False)
     allow_password_auth: bool = False  # email+password Basic auth is gone since 2025-12-31
-    # OAuth (zendesk-api.md §11.2): confidential clients (id → secret) and authorization codes; both may
+    # OAuth (docs/zendesk-api.md §11.2): confidential clients (id → secret) and authorization codes; both may
     # change at runtime (control API), unlike the static credentials above.
     oauth_clients: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
     oauth_codes: list[str] = dataclasses.field(default_factory=list, repr=False)

@@ -1,4 +1,4 @@
-"""Cursor and offset pagination (zendesk-api.md §10)."""
+"""Cursor and offset pagination (docs/zendesk-api.md §10)."""
 
 from __future__ import annotations
 

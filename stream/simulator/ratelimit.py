@@ -1,4 +1,4 @@
-"""Zendesk's rate limits as fixed windows, and the headers that report them (zendesk-api.md §9).
+"""Zendesk's rate limits as fixed windows, and the headers that report them (docs/zendesk-api.md §9).
 
 Each bucket counts requests in a window that opens with the first request after the previous window ended.
 [I] Zendesk does not document whether its windows are fixed or sliding; a fixed window matches the

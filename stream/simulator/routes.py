@@ -93,7 +93,7 @@ READ_ONLY_KEYS = ("url", "created_at", "updated_at")
 
 
 def _restricted_keys_warning(attrs: dict[str, Any]) -> list[tuple[str, str]]:
-    """Read-only attributes are dropped without error, with a warning header (zendesk-api.md §1.2)."""
+    """Read-only attributes are dropped without error, with a warning header (docs/zendesk-api.md §1.2)."""
     removed = [key for key in READ_ONLY_KEYS if key in attrs]
     if not removed:
         return []
@@ -458,7 +458,7 @@ def show_job(sim: Simulator, req: Request) -> Reply:
 
 
 def list_jobs(sim: Simulator, req: Request) -> Reply:
-    """Newest first (zendesk-api.md §7.1)."""
+    """Newest first (docs/zendesk-api.md §7.1)."""
     jobs = sorted(sim.jobs.jobs.values(), key=lambda j: j.created_at, reverse=True)
     body = paginate(
         jobs,

@@ -176,7 +176,7 @@ class UserWrite:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Type checks: a wrong JSON type is a 400 "Invalid attribute" (zendesk-api.md §1.4), never a 500.
+# Type checks: a wrong JSON type is a 400 "Invalid attribute" (docs/zendesk-api.md §1.4), never a 500.
 
 USER_STRINGS = (
     "name",
@@ -328,8 +328,8 @@ class ZendeskState:
         return None if user_id is None else self.users[user_id]
 
     def resolve_user(self, attrs: dict[str, Any]) -> User | None:
-        """The user a create_or_update body names (zendesk-api.md §2.2): id, then external_id and email in
-        the configured precedence [I]."""
+        """The user a create_or_update body names (docs/zendesk-api.md §2.2): id, then external_id and
+        email in the configured precedence [I]."""
         if attrs.get("id") is not None:
             return self.get_user(attrs["id"])
         by_external_id = self.user_by_external_id(attrs["external_id"]) if attrs.get("external_id") else None

@@ -1,4 +1,6 @@
-"""JSON shapes of Zendesk resources, key order as recorded live (zendesk-api.md §2.1, §3.1, §5.1, §6.1)."""
+"""JSON shapes of Zendesk resources, key order as recorded live.
+
+Facts: docs/zendesk-api.md §2.1, §3.1, §5.1, §6.1."""
 
 from __future__ import annotations
 

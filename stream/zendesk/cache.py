@@ -1,4 +1,4 @@
-"""What Zendesk told us, kept to save requests (ARCHITECTURE.md: "cache what Zendesk told us").
+"""What Zendesk told us, kept to save requests (docs/contracts.md: "cache what Zendesk told us").
 
 Only Zendesk's own answers fill these caches; nothing is guessed. Ids are bounded LRU maps.
 External ids and emails are case-insensitive in Zendesk, so their keys are lower-cased.

@@ -1,4 +1,4 @@
-"""Every Zendesk answer, classified by what the caller must do (SEMANTICS.md, "Delivery rules").
+"""Every Zendesk answer, classified by what the caller must do (docs/semantics.md, "Delivery rules").
 
     status / failure                     result
     ───────────────────────────────────  ─────────────────────────────────────────────────────────────
@@ -7,13 +7,13 @@
     401, 403                             AuthProblem              credentials or permissions: stop loudly
     404 that is not JSON,                AuthProblem              not the Zendesk API (base URL or proxy);
         or InvalidEndpoint                                        rejecting would dead-letter every event
-    408                                  Transient(request_timeout)
-    409                                  Transient(conflict)      concurrent update; Zendesk clients retry it
+    408                                  Unavailable(request_timeout)
+    409                                  Unavailable(conflict)    concurrent update; Zendesk clients retry it
     429                                  RateLimited(retry_after_s, bucket)
     other 4xx                            Rejected(status, error_code, body_excerpt, message, field_errors)
-    5xx                                  Transient(server_error, status, Retry-After when sent)
-    timeouts, connect, network errors    Transient(timeout | connect_error | network_error)
-    anything else (1xx, >= 600)          Transient(unexpected_status)
+    5xx                                  Unavailable(server_error, status, Retry-After when sent)
+    timeouts, connect, network errors    Unavailable(timeout | connect_error | network_error)
+    anything else (1xx, >= 600)          Unavailable(unexpected_status)
 
 Pure functions: no I/O, no clock unless passed in (`now`, for a Retry-After given as an HTTP date).
 """
@@ -39,11 +39,11 @@ from stream.outcomes import DlqReason
 from stream.zendesk.ratelimit import parse_rate_limit
 
 DEFAULT_RETRY_AFTER_S: Final = 10.0  # Zendesk's Ruby client waits 10 s on a 429 without Retry-After
-MAX_RETRY_AFTER_S: Final = 3600.0  # a guard against absurd values; the governor may cap further
+MAX_RETRY_AFTER_S: Final = 3600.0  # a guard against absurd values; the executor caps its waits further
 EXCERPT_CHARS: Final = 500
 
 
-class TransientReason(StrEnum):
+class UnavailableReason(StrEnum):
     SERVER_ERROR = "server_error"
     REQUEST_TIMEOUT = "request_timeout"
     CONFLICT = "conflict"
@@ -69,8 +69,8 @@ class RateLimited:
 
 
 @dataclass(frozen=True, slots=True)
-class Transient:
-    reason: TransientReason
+class Unavailable:
+    reason: UnavailableReason
     status: int | None = None
     retry_after_s: float | None = None
     detail: str = field(default="", compare=False)  # what happened, in words ("connection refused")
@@ -104,8 +104,8 @@ class AuthProblem:
     message: str
 
 
-Failure = RateLimited | Transient | Rejected
-Result = Ok | Failure
+Problem = RateLimited | Unavailable | Rejected
+Result = Ok | Problem
 Classified = Result | AuthProblem
 
 
@@ -134,9 +134,9 @@ def classify(
         where = f" to {target.scheme}://{target.hostname}" if target.hostname else ""
         return AuthProblem(status, f"Zendesk answered with a redirect ({status}){where}; check the base URL")
     if status < 200 or status >= 600:
-        return Transient(TransientReason.UNEXPECTED_STATUS, status)
+        return Unavailable(UnavailableReason.UNEXPECTED_STATUS, status)
     if status >= 500:
-        return Transient(TransientReason.SERVER_ERROR, status, _retry_after(h, now))
+        return Unavailable(UnavailableReason.SERVER_ERROR, status, _retry_after(h, now))
 
     parsed = _json_object(body)
     error = parse_error_body(body)
@@ -147,9 +147,9 @@ def classify(
     if status == 404 and (parsed is None or error.code == "InvalidEndpoint"):
         return AuthProblem(status, "the URL is not a Zendesk API endpoint (404); check the base URL")
     if status == 408:
-        return Transient(TransientReason.REQUEST_TIMEOUT, status, _retry_after(h, now))
+        return Unavailable(UnavailableReason.REQUEST_TIMEOUT, status, _retry_after(h, now))
     if status == 409:
-        return Transient(TransientReason.CONFLICT, status, _retry_after(h, now))
+        return Unavailable(UnavailableReason.CONFLICT, status, _retry_after(h, now))
     if status == 429:
         return _rate_limited(h, error, now)
     return Rejected(
@@ -161,7 +161,7 @@ def classify(
     )
 
 
-def classify_exception(exc: httpx.HTTPError) -> Transient:
+def classify_exception(exc: httpx.HTTPError) -> Unavailable:
     """A request that got no answer. The transport (aiohttp) retried it once already if it was
     idempotent and went out on a kept-alive connection that turned out closed; the caller decides more.
 
@@ -169,16 +169,16 @@ def classify_exception(exc: httpx.HTTPError) -> Transient:
     cause = exc.__cause__
     detail = describe_exception(exc)
     if isinstance(cause, aiohttp.ClientConnectorError):
-        return Transient(TransientReason.CONNECT_ERROR, detail=detail)
+        return Unavailable(UnavailableReason.CONNECT_ERROR, detail=detail)
     if isinstance(cause, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
-        return Transient(TransientReason.TIMEOUT, detail=detail)
+        return Unavailable(UnavailableReason.TIMEOUT, detail=detail)
     if isinstance(cause, aiohttp.ClientError):
-        return Transient(TransientReason.NETWORK_ERROR, detail=detail)
+        return Unavailable(UnavailableReason.NETWORK_ERROR, detail=detail)
     if isinstance(exc, httpx.TimeoutException):
-        return Transient(TransientReason.TIMEOUT, detail=detail)
+        return Unavailable(UnavailableReason.TIMEOUT, detail=detail)
     if isinstance(exc, httpx.ConnectError):
-        return Transient(TransientReason.CONNECT_ERROR, detail=detail)
-    return Transient(TransientReason.NETWORK_ERROR, detail=detail)
+        return Unavailable(UnavailableReason.CONNECT_ERROR, detail=detail)
+    return Unavailable(UnavailableReason.NETWORK_ERROR, detail=detail)
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -244,7 +244,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 
 def parse_error_body(body: bytes) -> ErrorBody:
-    """Read Zendesk's error shapes (zendesk-api.md §1.4, §8.1):
+    """Read Zendesk's error shapes (docs/zendesk-api.md §1.4, §8.1):
 
     {"error": "RecordInvalid", "description": "...", "details": {"email": [{"description", "error"}]}}
     {"error": {"title": "Invalid attribute", "message": "..."}}
@@ -356,9 +356,9 @@ def is_duplicate_field_key(r: Rejected) -> bool:
 
 
 def is_already_member(r: Rejected) -> bool:
-    """422 on creating a membership that exists. The exact body is undocumented (zendesk-api.md §6.2, §13):
-    any DuplicateValue detail, or a message saying "already"/"taken". A missing organization (BlankValue)
-    is not this."""
+    """422 on creating a membership that exists. The exact body is undocumented (docs/zendesk-api.md
+    §6.2, §13): any DuplicateValue detail, or a message saying "already"/"taken". A missing
+    organization (BlankValue) is not this."""
     if r.status != 422:
         return False
     if any(fe.code == "DuplicateValue" for fe in r.field_errors):
@@ -381,7 +381,7 @@ def is_record_not_found(r: Rejected) -> bool:
 
 
 def dlq_reason(r: Rejected) -> DlqReason:
-    """The dead-letter reason for a rejection that is not handled otherwise (SEMANTICS.md)."""
+    """The dead-letter reason for a rejection that is not handled otherwise (docs/semantics.md)."""
     if is_duplicate_email(r) or is_duplicate_organization_name(r):
         return DlqReason.IDENTITY_CONFLICT
     return DlqReason.ZENDESK_REJECTED

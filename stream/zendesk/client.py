@@ -1,12 +1,15 @@
 """The seam to Zendesk: the only code in the project that touches httpx.
 
-Every method returns a classified `Result` (`Ok | RateLimited | Transient | Rejected`, see `classify`);
+Every method returns a classified `Result` (`Ok | RateLimited | Unavailable | Rejected`, see `classify`);
 no httpx exception escapes. 401/403 (and answers that show the base URL is wrong) raise
 `ZendeskConfigError` instead: nothing can succeed until a human fixes the settings, and an exception
 stops the consumer without every call site having to pass the problem up.
 
-The client never retries and never waits: retries and pacing belong to the executor and the rate
-governor, which read `RateLimited`/`Transient` and `client.rate_limits`.
+The client sends each request once and never waits on a rate limit: it answers `RateLimited`, and the
+executor (`stream.delivery.Destination`) waits Retry-After out; retries of `Unavailable` answers are the
+engine's. The one exception is the transport's: a GET, PUT or DELETE that went out on a kept-alive
+connection found closed is retried once by aiohttp. `rate_limits` records the last rate-limit headers
+seen, per bucket.
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ from stream.zendesk.classify import (
     RateLimited,
     Rejected,
     Result,
-    Transient,
-    TransientReason,
+    Unavailable,
+    UnavailableReason,
     classify,
     classify_exception,
     excerpt,
@@ -293,21 +296,21 @@ class ZendeskClient:
                 return result
             page = result.json.get(envelope)
             if not isinstance(page, list):
-                return Transient(TransientReason.BAD_PAGINATION, result.status)
+                return Unavailable(UnavailableReason.BAD_PAGINATION, result.status)
             items.extend(page)
             step = self._next_page(path, result.json)
             if step is None:
                 return Ok(200, {envelope: items})
             if step == "broken":
                 self._logger.warning("zendesk.unsafe_pagination", path=template)
-                return Transient(TransientReason.BAD_PAGINATION, result.status)
+                return Unavailable(UnavailableReason.BAD_PAGINATION, result.status)
             url, params = step
             marker = f"{url}?{params}"
             if marker in seen:
-                return Transient(TransientReason.BAD_PAGINATION, result.status)
+                return Unavailable(UnavailableReason.BAD_PAGINATION, result.status)
             seen.add(marker)
         self._logger.warning("zendesk.pagination_limit", path=template, max_pages=self._max_pages)
-        return Transient(TransientReason.BAD_PAGINATION)
+        return Unavailable(UnavailableReason.BAD_PAGINATION)
 
     def _next_page(self, path: str, page: Mapping[str, Any]) -> _Step | Literal["broken"] | None:
         """Where the next page is: None after the last page; "broken" when it cannot be followed safely."""
@@ -367,7 +370,7 @@ class ZendeskClient:
                 self._logger.info(
                     "zendesk.request", outcome="rate_limited", retry_after_s=wait, bucket=bucket, **fields
                 )
-            case Transient(reason=reason):
+            case Unavailable(reason=reason):
                 self._logger.info("zendesk.request", outcome="transient", reason=str(reason), **fields)
             case Rejected(error_code=code, body_excerpt=excerpt):
                 self._logger.info("zendesk.request", outcome="rejected", error_code=code, **fields)

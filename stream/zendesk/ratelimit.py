@@ -1,10 +1,10 @@
-"""Zendesk's rate-limit headers, parsed into values (zendesk-api.md §9.3).
+"""Zendesk's rate-limit headers, parsed into values (docs/zendesk-api.md §9.3).
 
     x-rate-limit: 700, x-rate-limit-remaining: 699               account limit per minute (every answer)
     ratelimit-limit, ratelimit-remaining, ratelimit-reset        the same, plus seconds until the reset
     zendesk-ratelimit-<bucket>: total=N; remaining=N; resets=S   an endpoint bucket (create-update-user)
 
-`RateLimitState` keeps the latest values seen, for the rate governor to read.
+`RateLimitState` keeps the latest values seen, per bucket.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Delivery of single events (`Destination.process`) against the Zendesk simulator, no Kafka.
 
-Each test is named after the rule it proves (SEMANTICS.md). Call order is read from the simulator's
+Each test is named after the rule it proves (docs/semantics.md). Call order is read from the simulator's
 request log; what Zendesk holds afterwards, from its state dump.
 """
 

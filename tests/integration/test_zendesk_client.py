@@ -13,8 +13,8 @@ from stream.zendesk import (
     Ok,
     RateLimited,
     Rejected,
-    Transient,
-    TransientReason,
+    Unavailable,
+    UnavailableReason,
     ZendeskClient,
     connection_from,
     is_already_member,
@@ -143,9 +143,9 @@ async def test_faults_become_transient(sim: RunningSimulator) -> None:
     # Twice: the transport retries an idempotent request once on a dropped kept-alive connection.
     sim.control.inject_fault(path="/api/v2/organizations/", action="drop", count=2)
     async with client_for(sim) as zendesk:
-        assert await zendesk.show_user(1) == Transient(TransientReason.SERVER_ERROR, 503, 7.0)
+        assert await zendesk.show_user(1) == Unavailable(UnavailableReason.SERVER_ERROR, 503, 7.0)
         dropped = await zendesk.show_organization(1)
-    assert isinstance(dropped, Transient) and dropped.reason is TransientReason.NETWORK_ERROR
+    assert isinstance(dropped, Unavailable) and dropped.reason is UnavailableReason.NETWORK_ERROR
 
 
 async def test_wrong_token_stops_with_a_config_error(sim: RunningSimulator) -> None:

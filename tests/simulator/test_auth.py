@@ -1,4 +1,4 @@
-"""Authentication (zendesk-api.md §11, §1.4)."""
+"""Authentication (docs/zendesk-api.md §11, §1.4)."""
 
 from __future__ import annotations
 

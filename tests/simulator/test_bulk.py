@@ -1,5 +1,5 @@
 """Bulk endpoints: organizations create_many/update_many, memberships create_many, users
-create_or_update_many item errors, and the rules every bulk endpoint shares (zendesk-api.md §2.3, §5.4,
+create_or_update_many item errors, and the rules every bulk endpoint shares (docs/zendesk-api.md §2.3, §5.4,
 §6.2, §7, §9). The clock is manual; jobs are completed explicitly."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Events API (zendesk-api.md §8)."""
+"""Events API (docs/zendesk-api.md §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""user_fields and organization_fields (zendesk-api.md §3, §4)."""
+"""user_fields and organization_fields (docs/zendesk-api.md §3, §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""create_or_update_many and job_statuses (zendesk-api.md §2.3, §7)."""
+"""create_or_update_many and job_statuses (docs/zendesk-api.md §2.3, §7)."""
 
 from __future__ import annotations
 

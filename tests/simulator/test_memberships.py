@@ -1,4 +1,4 @@
-"""Organization memberships (zendesk-api.md §6)."""
+"""Organization memberships (docs/zendesk-api.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OAuth grants, expiry, rotation and revocation (zendesk-api.md §11.2, §1.4). The clock is manual."""
+"""OAuth grants, expiry, rotation and revocation (docs/zendesk-api.md §11.2, §1.4). The clock is manual."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Organizations (zendesk-api.md §5)."""
+"""Organizations (docs/zendesk-api.md §5)."""
 
 from __future__ import annotations
 

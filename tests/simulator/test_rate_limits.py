@@ -1,4 +1,6 @@
-"""Rate limits and their headers (zendesk-api.md §9, §2.2, §5.3, §8.2). The clock is manual: no waiting."""
+"""Rate limits and their headers (docs/zendesk-api.md §9, §2.2, §5.3, §8.2).
+
+The clock is manual: no waiting."""
 
 from __future__ import annotations
 

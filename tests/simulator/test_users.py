@@ -1,4 +1,4 @@
-"""Users: create_or_update matching rules, show, search, show_many (zendesk-api.md §2)."""
+"""Users: create_or_update matching rules, show, search, show_many (docs/zendesk-api.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bad JSON, wrong envelopes and wrong types get Zendesk's 400/422, never a 500 (zendesk-api.md §1.4)."""
+"""Bad JSON, wrong envelopes and wrong types get Zendesk's 400/422, never a 500 (docs/zendesk-api.md §1.4)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A real Kafka broker for the tests, and small helpers to produce and consume on it.
 
-Broker choice (ARCHITECTURE.md §3): `KAFKA_BOOTSTRAP_SERVERS` if set; testcontainers when a Docker
+Broker choice (docs/contracts.md): `KAFKA_BOOTSTRAP_SERVERS` if set; testcontainers when a Docker
 engine answers; otherwise the native launcher in ops/kafka (jars from Maven Central, Java 17, KRaft).
 No path skips: a test that needs Kafka fails when no broker can be had, in CI and on a laptop alike.
 """

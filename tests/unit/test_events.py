@@ -1,4 +1,4 @@
-"""Decoding and validating Segment events (SEMANTICS.md "Envelope")."""
+"""Decoding and validating Segment events (docs/semantics.md "Envelope")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Group → organization upsert + membership: one test per rule of SEMANTICS.md."""
+"""Group → organization upsert + membership: one test per rule of docs/semantics.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Identify → user upsert: one test per rule of SEMANTICS.md "Identify → user upsert"."""
+"""Identify → user upsert: one test per rule of docs/semantics.md "Identify → user upsert"."""
 
 from __future__ import annotations
 

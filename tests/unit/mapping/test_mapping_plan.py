@@ -1,4 +1,4 @@
-"""The envelope and the entry point (SEMANTICS.md "Envelope" and the edge-case table)."""
+"""The envelope and the entry point (docs/semantics.md "Envelope" and the edge-case table)."""
 
 from __future__ import annotations
 

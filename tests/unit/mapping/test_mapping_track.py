@@ -1,4 +1,4 @@
-"""Track → Sunshine event: one test per rule of SEMANTICS.md "Track → Sunshine event"."""
+"""Track → Sunshine event: one test per rule of docs/semantics.md "Track → Sunshine event"."""
 
 from __future__ import annotations
 

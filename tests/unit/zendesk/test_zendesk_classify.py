@@ -16,8 +16,8 @@ from stream.zendesk import (
     Ok,
     RateLimited,
     Rejected,
-    Transient,
-    TransientReason,
+    Unavailable,
+    UnavailableReason,
     classify,
     classify_exception,
     dlq_reason,
@@ -35,7 +35,7 @@ from stream.zendesk.classify import DEFAULT_RETRY_AFTER_S, EXCERPT_CHARS, MAX_RE
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 JSON = {"content-type": "application/json; charset=utf-8"}
 
-# Bodies as recorded in zendesk-api.md §1.4, §5, §8.
+# Bodies as recorded in docs/zendesk-api.md §1.4, §5, §8.
 DUPLICATE_EMAIL = {
     "error": "RecordInvalid",
     "description": "Record validation errors",
@@ -129,8 +129,8 @@ def run(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -
         (403, {}, b"", AuthProblem(403, "HTTP 403")),
         (404, {"content-type": "text/html"}, b"<html>Help Center Closed</html>", None),
         (404, JSON, b(INVALID_ENDPOINT), None),
-        (408, {}, b"", Transient(TransientReason.REQUEST_TIMEOUT, 408)),
-        (409, JSON, b'{"error":"Conflict"}', Transient(TransientReason.CONFLICT, 409)),
+        (408, {}, b"", Unavailable(UnavailableReason.REQUEST_TIMEOUT, 408)),
+        (409, JSON, b'{"error":"Conflict"}', Unavailable(UnavailableReason.CONFLICT, 409)),
         (429, {"content-type": "text/html", "retry-after": "93"}, HTML_429, RateLimited(93.0, None)),
         (429, JSON, b(ORG_UPDATE_429), RateLimited(DEFAULT_RETRY_AFTER_S, None)),
         (429, {**JSON, "retry-after": "30"}, b(TOO_MANY_JOBS), RateLimited(30.0, "inflight-jobs")),
@@ -138,13 +138,14 @@ def run(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -
          RateLimited(7.0, "account")),
         (429, {"zendesk-ratelimit-create-update-user": "total=5; remaining=0; resets=42",
                "x-rate-limit-remaining": "600"}, b"", RateLimited(42.0, "create-update-user")),
-        (500, JSON, b'{"error":"InternalError"}', Transient(TransientReason.SERVER_ERROR, 500)),
+        (500, JSON, b'{"error":"InternalError"}', Unavailable(UnavailableReason.SERVER_ERROR, 500)),
         (502, {"content-type": "text/html"}, b"<html>Bad gateway</html>",
-         Transient(TransientReason.SERVER_ERROR, 502)),
-        (503, {"retry-after": "120"}, b"Maintenance", Transient(TransientReason.SERVER_ERROR, 503, 120.0)),
-        (504, {}, b"", Transient(TransientReason.SERVER_ERROR, 504)),
-        (100, {}, b"", Transient(TransientReason.UNEXPECTED_STATUS, 100)),
-        (600, {}, b"", Transient(TransientReason.UNEXPECTED_STATUS, 600)),
+         Unavailable(UnavailableReason.SERVER_ERROR, 502)),
+        (503, {"retry-after": "120"}, b"Maintenance",
+         Unavailable(UnavailableReason.SERVER_ERROR, 503, 120.0)),
+        (504, {}, b"", Unavailable(UnavailableReason.SERVER_ERROR, 504)),
+        (100, {}, b"", Unavailable(UnavailableReason.UNEXPECTED_STATUS, 100)),
+        (600, {}, b"", Unavailable(UnavailableReason.UNEXPECTED_STATUS, 600)),
     ],
 )  # fmt: skip
 def test_classification_table(
@@ -254,17 +255,17 @@ def test_429_with_http_date_retry_after() -> None:
 @pytest.mark.parametrize(
     ("exc", "reason"),
     [
-        (httpx.ConnectTimeout("t"), TransientReason.TIMEOUT),
-        (httpx.ReadTimeout("t"), TransientReason.TIMEOUT),
-        (httpx.PoolTimeout("t"), TransientReason.TIMEOUT),
-        (httpx.ConnectError("refused"), TransientReason.CONNECT_ERROR),
-        (httpx.ReadError("reset"), TransientReason.NETWORK_ERROR),
-        (httpx.RemoteProtocolError("eof"), TransientReason.NETWORK_ERROR),
-        (httpx.DecodingError("gzip"), TransientReason.NETWORK_ERROR),
+        (httpx.ConnectTimeout("t"), UnavailableReason.TIMEOUT),
+        (httpx.ReadTimeout("t"), UnavailableReason.TIMEOUT),
+        (httpx.PoolTimeout("t"), UnavailableReason.TIMEOUT),
+        (httpx.ConnectError("refused"), UnavailableReason.CONNECT_ERROR),
+        (httpx.ReadError("reset"), UnavailableReason.NETWORK_ERROR),
+        (httpx.RemoteProtocolError("eof"), UnavailableReason.NETWORK_ERROR),
+        (httpx.DecodingError("gzip"), UnavailableReason.NETWORK_ERROR),
     ],
 )
-def test_transport_errors_are_transient(exc: httpx.HTTPError, reason: TransientReason) -> None:
-    assert classify_exception(exc) == Transient(reason)
+def test_transport_errors_are_transient(exc: httpx.HTTPError, reason: UnavailableReason) -> None:
+    assert classify_exception(exc) == Unavailable(reason)
 
 
 def rejected(status: int, body: dict[str, Any]) -> Rejected:
@@ -343,13 +344,13 @@ def _chained(exc: httpx.HTTPError, cause: BaseException) -> httpx.HTTPError:
     [
         (
             _chained(httpx.ConnectTimeout("x"), aiohttp.ServerDisconnectedError()),
-            TransientReason.NETWORK_ERROR,
+            UnavailableReason.NETWORK_ERROR,
         ),
-        (_chained(httpx.ReadTimeout("x"), aiohttp.SocketTimeoutError()), TransientReason.TIMEOUT),
-        (_chained(httpx.ConnectTimeout("x"), aiohttp.ServerTimeoutError()), TransientReason.TIMEOUT),
+        (_chained(httpx.ReadTimeout("x"), aiohttp.SocketTimeoutError()), UnavailableReason.TIMEOUT),
+        (_chained(httpx.ConnectTimeout("x"), aiohttp.ServerTimeoutError()), UnavailableReason.TIMEOUT),
     ],
 )
 def test_the_aiohttp_cause_of_a_transport_error_names_what_happened(
-    exc: httpx.HTTPError, reason: TransientReason
+    exc: httpx.HTTPError, reason: UnavailableReason
 ) -> None:
     assert classify_exception(exc).reason is reason

@@ -15,8 +15,8 @@ from stream.zendesk import (
     Ok,
     RateLimited,
     Rejected,
-    Transient,
-    TransientReason,
+    Unavailable,
+    UnavailableReason,
     ZendeskClient,
     connection_from,
     is_already_member,
@@ -326,7 +326,7 @@ async def test_pagination_never_follows_foreign_links(link: str | None) -> None:
     client, rec = make_client(handler)
     async with client:
         result = await client.list_user_fields()
-    assert result == Transient(TransientReason.BAD_PAGINATION, 200)
+    assert result == Unavailable(UnavailableReason.BAD_PAGINATION, 200)
     assert len(rec.requests) == 1
 
 
@@ -350,7 +350,7 @@ async def test_pagination_loop_and_page_cap() -> None:
     looping = lambda r: jr(200, {"user_fields": [], "meta": {"has_more": True, "after_cursor": "same"}})  # noqa: E731
     client, rec = make_client(looping)
     async with client:
-        assert await client.list_user_fields() == Transient(TransientReason.BAD_PAGINATION, 200)
+        assert await client.list_user_fields() == Unavailable(UnavailableReason.BAD_PAGINATION, 200)
     assert len(rec.requests) == 2
 
     counter = itertools.count()
@@ -360,14 +360,14 @@ async def test_pagination_loop_and_page_cap() -> None:
 
     client, rec = make_client(endless, max_pages=5)
     async with client:
-        assert await client.list_user_fields() == Transient(TransientReason.BAD_PAGINATION)
+        assert await client.list_user_fields() == Unavailable(UnavailableReason.BAD_PAGINATION)
     assert len(rec.requests) == 5
 
 
 async def test_pagination_missing_envelope() -> None:
     client, _ = make_client(lambda r: jr(200, {"something": []}))
     async with client:
-        assert await client.list_user_fields() == Transient(TransientReason.BAD_PAGINATION, 200)
+        assert await client.list_user_fields() == Unavailable(UnavailableReason.BAD_PAGINATION, 200)
 
 
 async def test_pagination_failure_midway_returns_the_failure() -> None:
@@ -378,7 +378,7 @@ async def test_pagination_failure_midway_returns_the_failure() -> None:
 
     client, _ = make_client(handler)
     async with client:
-        assert await client.list_user_fields() == Transient(TransientReason.SERVER_ERROR, 503, 5.0)
+        assert await client.list_user_fields() == Unavailable(UnavailableReason.SERVER_ERROR, 503, 5.0)
 
 
 # --- fields, organizations, memberships, events, jobs ----------------------------------------------
@@ -532,18 +532,18 @@ async def test_auth_problems_raise_config_error_without_secrets(
 @pytest.mark.parametrize(
     ("exc", "reason"),
     [
-        (httpx.ConnectError("refused"), TransientReason.CONNECT_ERROR),
-        (httpx.ReadTimeout("slow"), TransientReason.TIMEOUT),
-        (httpx.RemoteProtocolError("eof"), TransientReason.NETWORK_ERROR),
+        (httpx.ConnectError("refused"), UnavailableReason.CONNECT_ERROR),
+        (httpx.ReadTimeout("slow"), UnavailableReason.TIMEOUT),
+        (httpx.RemoteProtocolError("eof"), UnavailableReason.NETWORK_ERROR),
     ],
 )
-async def test_transport_errors_become_transient(exc: httpx.HTTPError, reason: TransientReason) -> None:
+async def test_transport_errors_become_transient(exc: httpx.HTTPError, reason: UnavailableReason) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise exc
 
     client, _ = make_client(handler)
     async with client:
-        assert await client.show_user(1) == Transient(reason)
+        assert await client.show_user(1) == Unavailable(reason)
 
 
 async def test_rate_limited_and_headers_observed() -> None:
