@@ -2,6 +2,7 @@
 # A Docker-API container engine for this machine, used by images.sh and the container tests.
 #
 #   ops/containers/engine.sh [up]   print DOCKER_HOST=<url> of an engine that answers, making one if needed
+#   ops/containers/engine.sh status print DOCKER_HOST=<url> of an engine that answers; exit 3 if none does
 #   ops/containers/engine.sh stop   stop the podman service this script started (and only that one)
 #
 # `up` uses, in order: $DOCKER_HOST, /var/run/docker.sock, a podman service this script started, the
@@ -63,8 +64,8 @@ existing_engine() {
       echo "$url"
       return 0
     fi
+    if [ "$url" = "${DOCKER_HOST:-}" ]; then say "DOCKER_HOST=$DOCKER_HOST does not answer; looking further"; fi
   done
-  if [ -n "${DOCKER_HOST:-}" ]; then say "DOCKER_HOST=$DOCKER_HOST does not answer; looking further"; fi
   return 1
 }
 
@@ -164,11 +165,18 @@ stop() {
   say "podman service (pid $pid) stopped"
 }
 
+status() {
+  local url
+  url="$(existing_engine)" || { say "no container engine answers"; exit 3; }
+  echo "DOCKER_HOST=$url"
+}
+
 case "${1:-up}" in
   up) up ;;
+  status) status ;;
   stop) stop ;;
   *)
-    sed -n '4,5p' "$0" >&2
+    sed -n '4,6p' "$0" >&2
     exit 2
     ;;
 esac
