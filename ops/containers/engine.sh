@@ -20,7 +20,9 @@ sock="$state/podman.sock"
 pidfile="$state/podman.pid"
 conf="$state/containers.conf"
 log="$state/service.log"
-packages=(podman crun runc fuse-overlayfs slirp4netns uidmap debootstrap)
+# dnsname: with podman 4.3's CNI networking, containers find each other by name (docker-compose.yml's
+# kafka:9092) only through this plugin.
+packages=(podman crun runc fuse-overlayfs slirp4netns uidmap debootstrap golang-github-containernetworking-plugin-dnsname)
 
 say() { printf 'engine: %s\n' "$*" >&2; }
 die() { printf 'engine: %s\n' "$*" >&2; exit 2; }
@@ -105,8 +107,9 @@ EOF
 
 start_service() {
   [ "$(id -u)" = 0 ] || die "no container engine answers, and only root can install one (run as root, or start Docker/podman)"
-  [ -f /etc/debian_version ] && command -v apt-get >/dev/null \
-    || die "no container engine answers, and installing one is only automated on Debian"
+  if [ ! -f /etc/debian_version ] || ! command -v apt-get >/dev/null; then
+    die "no container engine answers, and installing one is only automated on Debian"
+  fi
   mkdir -p "$state"
   install_podman
   write_conf

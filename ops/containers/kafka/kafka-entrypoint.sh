@@ -13,6 +13,7 @@ set -euo pipefail
 not_properties=" KAFKA_HEAP_OPTS KAFKA_JVM_PERFORMANCE_OPTS KAFKA_OPTS KAFKA_LOG4J_OPTS KAFKA_JMX_OPTS \
 KAFKA_GC_LOG_OPTS KAFKA_DEBUG KAFKA_HOME KAFKA_VERSION KAFKA_TOOLS_HEAP_OPTS "
 
+# shellcheck disable=SC2054  # the commas are inside values
 declare -A props=(
   [node.id]=1
   [process.roles]=broker,controller
@@ -58,7 +59,7 @@ mkdir -p "$config_dir" "${props[log.dirs]%%,*}"
 config="$config_dir/server.properties"
 for key in "${!props[@]}"; do printf '%s=%s\n' "$key" "${props[$key]}"; done | sort >"$config"
 
-# shellcheck disable=SC2086  # the *_OPTS variables are lists of JVM flags
+# shellcheck disable=SC2206  # the *_OPTS variables are lists of JVM flags, split on purpose
 java_cmd=(java ${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}
   ${KAFKA_JVM_PERFORMANCE_OPTS:--XX:+UseSerialGC -XX:CICompilerCount=2 -XX:+ExitOnOutOfMemoryError}
   -Djava.awt.headless=true -Dlog4j2.configurationFile=/opt/kafka/config/log4j2.properties
