@@ -292,6 +292,8 @@ case "$what" in
   service) ensure_service ;;
   *) sed -n '4p' "$0" >&2; exit 2 ;;
 esac
+rm -f "$work/debootstrap.log" "$work/mvn.log"
+rmdir "$work" 2>/dev/null || true
 say "done in $(since "$began") (images from: $source_mode)"
 [ -n "$kafka_image" ] && echo "ZS_KAFKA_IMAGE=$kafka_image"
 if [ "$what" != kafka ]; then
