@@ -74,6 +74,7 @@ build() {
   local image="$1" hash="$2" context="$3" dockerfile="$4" started
   shift 4
   started="$(now)"
+  made+=("$image")
   if cached "$image" "$hash"; then
     say "$image: cached ($(since "$started"))"
     return 0
@@ -115,6 +116,18 @@ case "$source_mode" in
   *) die "ZS_IMAGES_SOURCE must be auto, local or official" ;;
 esac
 
+ensure_pulled() { # IMAGE: present, else pulled
+  local started
+  started="$(now)"
+  if [ -n "$(image_id "$1")" ]; then
+    say "$1: present ($(since "$started"))"
+  elif timeout 600 docker pull -q "$1" >/dev/null 2>&1; then
+    say "$1: pulled ($(since "$started"))"
+  else
+    die "$1: pull failed (ZS_IMAGES_SOURCE=local builds everything here)"
+  fi
+}
+
 # -------------------------------------------------------------------------------------- local bases
 
 # The machine's Debian mirror (sources.list or deb822 .sources) for SUITE; deb.debian.org otherwise.
@@ -144,6 +157,7 @@ ensure_debian() {
   mirror="$(apt_mirror bookworm)"
   security="$(apt_mirror bookworm-security)"
   hash="$(sha_of_text "debootstrap minbase bookworm v1 $mirror $security")"
+  made+=("$image")
   if cached "$image" "$hash"; then
     say "$image: cached ($(since "$started"))"
     return 0
@@ -203,7 +217,7 @@ kafka_version() { sed -n 's/^KAFKA_VERSION = "\(.*\)"$/\1/p' "$repo/ops/kafka/ka
 ensure_kafka() {
   if [ "$source_mode" = official ]; then
     kafka_image="$official_kafka"
-    say "$kafka_image: official image"
+    ensure_pulled "$kafka_image"
     return 0
   fi
   ensure_debian
@@ -257,6 +271,7 @@ ensure_service() {
   local base
   if [ "$source_mode" = official ]; then
     base="$official_python"
+    ensure_pulled "$base"
   else
     ensure_debian
     ensure_local_base local/python:3.11 python
@@ -284,6 +299,7 @@ ensure_service() {
 
 mkdir -p "$work"
 began="$(now)"
+made=()
 kafka_image=""
 what="${1:-all}"
 case "$what" in
@@ -292,6 +308,12 @@ case "$what" in
   service) ensure_service ;;
   *) sed -n '4p' "$0" >&2; exit 2 ;;
 esac
+# Untagged images of earlier builds of ours (stages, replaced images): their inputs' hash is not one of
+# the images just made. Nothing without our label is touched, nor any tagged image.
+current=" $(for i in "${made[@]}"; do image_label "$i"; done | tr '\n' ' ') "
+for id in $(docker images -q --filter dangling=true --filter "label=$label" 2>/dev/null | sort -u); do
+  [[ "$current" == *" $(image_label "$id") "* ]] || docker rmi "$id" >/dev/null 2>&1 || true
+done
 rm -f "$work/debootstrap.log" "$work/mvn.log"
 rmdir "$work" 2>/dev/null || true
 say "done in $(since "$began") (images from: $source_mode)"
