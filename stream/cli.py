@@ -100,9 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Print what the destination would do with each event of EVENT.json under the configured "
             "settings (ZENDESK_SETTINGS): the skip reason, the dead-letter reason and message, or the "
-            "Zendesk calls in order with their JSON bodies. Nothing is written to Zendesk: with "
-            "credentials configured, the custom field definitions are read (GET only) so the plan is "
-            "exact. EVENT.json holds one event, a JSON array of events or JSON lines; '-' reads stdin. "
+            "Zendesk calls in order with their JSON bodies, made by the same delivery code `run` uses. "
+            "Nothing is written to Zendesk: with credentials configured, Zendesk answers the reads "
+            "(GET only); without them, or with --offline, the explanation says what it had to assume. "
+            "EVENT.json holds one event, a JSON array of events or JSON lines; '-' reads stdin. "
             "Exit status: 0 delivered or skipped, 3 dead-lettered, 1 transient failure (--send), "
             "2 configuration problem."
         ),
@@ -117,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain_mode.add_argument(
         "--offline",
         action="store_true",
-        help="make no request at all: plan as if no custom field existed",
+        help="make no request at all: say what would have to exist in Zendesk",
     )
+    explain.add_argument("--json", action="store_true", help="the same report as one JSON document")
     explain.set_defaults(handler=_explain)
 
     simulator = commands.add_parser(
@@ -151,6 +153,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -219,7 +224,7 @@ def _explain(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     # The printed explanation is the output: the request log lines stay quiet unless asked for.
     configure_logging({**env, "STREAM_LOG_LEVEL": env.get("STREAM_LOG_LEVEL") or "warning"})
-    return run_explain(args.event_file, env, send=args.send, offline=args.offline)
+    return run_explain(args.event_file, env, send=args.send, offline=args.offline, as_json=args.json)
 
 
 def _add_simulator_arguments(parser: argparse.ArgumentParser) -> None:

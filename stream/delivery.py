@@ -45,7 +45,7 @@ from stream.mapping.operations import (
 from stream.mapping.plan import plan as plan_event
 from stream.mapping.settings import DestinationSettings
 from stream.outcomes import DeadLetter, Delivered, DlqReason, Outcome, Skipped, Transient
-from stream.zendesk import ZendeskClient
+from stream.zendesk.api import ZendeskApi
 from stream.zendesk.classify import (
     Ok,
     RateLimited,
@@ -113,7 +113,7 @@ class Destination:
     def __init__(
         self,
         *,
-        client: ZendeskClient,
+        client: ZendeskApi,
         settings: DestinationSettings,
         max_rate_limit_wait_s: float = 300.0,
     ) -> None:

@@ -1,19 +1,18 @@
 """`zendesk-stream explain`: Segment's event tester, on the command line.
 
-    EVENT.json ─► read_events ─► plan each event ─► Explanation ─► format_explanation ─► stdout
-                                        └── --send: Destination.process; every exchange with Zendesk recorded
+    EVENT.json ─► read_events ─► Destination.deliver (the code `run` uses) ─► Explanation ─► text, JSON
+                   over DryRunClient: reads answered by Zendesk (or assumed), writes recorded
+                   over ZendeskClient with --send: everything sent, every exchange recorded
 
-Without `--send` nothing is written to Zendesk: the only requests are the GETs that list the custom field
-definitions (planning needs them to know which fields exist), and none at all with `--offline` or without
-Zendesk credentials (the plan then assumes no custom field exists, and says so).
-
-The pure parts (reading the input, describing a plan as the calls it makes, formatting, the exit code) are
-separate from the I/O (`run_explain`). Nothing printed holds a credential: Zendesk is named by its base URL,
-and answers are shown as excerpts with our secrets blanked (`stream.zendesk.classify.excerpt`).
+There is one request sequence for an event: the destination's. Without `--send` it runs over a dry-run
+client (`stream.zendesk.dryrun`), so what explain prints is what `run` would do. Reads are answered by
+Zendesk when credentials are configured (GET only), or by nothing with `--offline` or without them;
+then the explanation says what it had to assume ("needs a Zendesk user with external_id u-999").
+Nothing printed holds a credential: Zendesk is named by its base URL, answers are shown as excerpts with
+our secrets blanked.
 
 Exit codes: 0 every event was (or would be) delivered or skipped; 3 one would be (or was) dead-lettered;
-1 one failed transiently with `--send` (the consumer would retry it); 2 a configuration problem
-(`stream.cli`).
+1 one failed transiently (the consumer would retry it); 2 a configuration problem (`stream.cli`).
 """
 
 from __future__ import annotations
@@ -21,43 +20,32 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from stream.engine.records import InboundRecord
-from stream.errors import ConfigError, InvalidEvent
-from stream.events import decode_json, validate
+from stream.errors import ConfigError, FieldsUnavailable, InvalidEvent
+from stream.events import decode_json
 from stream.jsontypes import quote
-from stream.mapping.fields import Known
-from stream.mapping.operations import (
-    EnsureField,
-    EnsureMembership,
-    OrgRef,
-    Plan,
-    RemoveMembership,
-    SendEvent,
-    Skip,
-    UpsertOrganization,
-    UpsertUser,
-    UserRef,
-)
-from stream.mapping.plan import plan as plan_event
+from stream.mapping.fields import Dropped
 from stream.mapping.settings import DestinationSettings
 from stream.outcomes import DeadLetter, Delivered, DlqReason, Outcome, Skipped, Transient
 from stream.zendesk.client import Exchange
 from stream.zendesk.connection import ZendeskConnection
+from stream.zendesk.dryrun import DryCall, is_placeholder
+
+if TYPE_CHECKING:
+    from stream.delivery import Destination
 
 __all__ = [
     "EXIT_DEAD_LETTER",
     "EXIT_OK",
     "EXIT_TRANSIENT",
-    "Call",
     "Explanation",
     "FieldsSource",
-    "calls_for",
     "exit_code",
+    "explanation_json",
     "fields_header",
     "format_explanation",
     "headline",
@@ -73,7 +61,6 @@ _INDENT: Final = "     "
 _SHOWN_VALUE: Final = 60
 
 Input = dict[str, Any] | InvalidEvent
-Verdict = Plan | Skipped | DeadLetter
 
 
 # ------------------------------------------------------------------------------------------------ input
@@ -134,120 +121,6 @@ def headline(item: Input) -> str:
     return " ".join(parts)
 
 
-# ------------------------------------------------------------------------------------- plan as calls
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Call:
-    """One request the plan leads to. `{user_id}`-style placeholders stand for ids Zendesk assigns."""
-
-    method: str
-    path: str
-    body: Mapping[str, Any] | None = None
-    note: str = ""
-
-
-def calls_for(plan: Plan) -> list[Call]:
-    """The Zendesk calls of a plan, in order, lookups included (as `Destination` carries them out)."""
-    calls: list[Call] = []
-    upserted_user: UserRef | None = None
-    upserted_org: OrgRef | None = None
-    for op in plan.operations:
-        match op:
-            case EnsureField():
-                note = f'create the {op.kind.value} field "{op.key}" ({op.type}): Zendesk does not have it'
-                calls.append(Call(method="POST", path=op.path, body=op.body(), note=note))
-            case UpsertUser():
-                note = "create or update the user (matched by email, else external_id)"
-                if "time_zone" in op.user:
-                    note += "; if Zendesk refuses the time zone, sent again without time_zone"
-                calls.append(Call(method="POST", path=op.path, body=op.body(), note=note))
-                upserted_user = op.ref
-            case RemoveMembership():
-                calls.extend(_user_lookup(op.user, upserted_user))
-                calls.extend(_organization_lookup(op.organization, upserted_org))
-                calls.append(
-                    Call(
-                        method="GET",
-                        path="/api/v2/users/{user_id}/organization_memberships",
-                        note="the user's memberships (every page)",
-                    )
-                )
-                calls.append(
-                    Call(
-                        method="DELETE",
-                        path="/api/v2/users/{user_id}/organization_memberships/{membership_id}",
-                        note="the membership in that organization; no such organization, not a member "
-                        "or already gone: success, nothing to delete",
-                    )
-                )
-            case UpsertOrganization():
-                note = "create or update the organization (matched by external_id, never by name)"
-                calls.append(Call(method="POST", path=op.path, body=op.body(), note=note))
-                upserted_org = op.ref
-            case EnsureMembership():
-                calls.extend(_user_lookup(op.user, upserted_user))
-                calls.extend(_organization_lookup(op.organization, upserted_org))
-                membership = {"user_id": "{user_id}", "organization_id": "{organization_id}"}
-                calls.append(
-                    Call(
-                        method="POST",
-                        path="/api/v2/organization_memberships",
-                        body={"organization_membership": membership},
-                        note="link the user to the organization; already a member: success",
-                    )
-                )
-            case SendEvent():
-                calls.extend(_user_lookup(op.user, upserted_user))
-                calls.append(Call(method="POST", path=op.path, body=dict(op.body), note="the Sunshine event"))
-    return calls
-
-
-def _user_lookup(ref: UserRef, upserted: UserRef | None) -> list[Call]:
-    if ref == upserted:
-        return []  # the upsert's answer carries the user's id
-    found = "the user must exist, else dead-letter user_not_found"
-    calls: list[Call] = []
-    if ref.external_id is not None:
-        note = f"find the user by external_id (unless already known); {found}"
-        calls.append(
-            Call(method="GET", path=f"/api/v2/users/search?external_id={ref.external_id}", note=note)
-        )
-    if ref.email is not None:
-        when = "only when no user has that external_id" if calls else "unless already known"
-        calls.append(
-            Call(
-                method="GET",
-                path=f'/api/v2/users/search?query=email:"{ref.email}"',
-                note=f"find the user by email ({when})",
-            )
-        )
-    return calls
-
-
-def _organization_lookup(ref: OrgRef, upserted: OrgRef | None) -> list[Call]:
-    if ref == upserted:
-        return []  # the upsert's answer carries the organization's id
-    calls: list[Call] = []
-    if ref.external_id is not None:
-        calls.append(
-            Call(
-                method="GET",
-                path=f"/api/v2/organizations/search?external_id={ref.external_id}",
-                note="find the organization by external_id (unless already known)",
-            )
-        )
-    if ref.id is not None:
-        calls.append(
-            Call(
-                method="GET",
-                path=f"/api/v2/organizations/{ref.id}",
-                note="only when no organization has that external_id: by Zendesk id",
-            )
-        )
-    return calls
-
-
 # -------------------------------------------------------------------------------------------- output
 
 
@@ -279,40 +152,59 @@ class Explanation:
     position: int  # 1-based, in the input
     total: int
     headline: str
-    verdict: Verdict  # what the destination would do
-    sent: tuple[Exchange, ...] | None = None  # with --send: every request and its answer, in order
-    outcome: Outcome | None = None  # with --send: what became of the event
+    outcome: Outcome  # what became (with --send) or would become of the event
+    sent: bool = False  # --send: the calls went to Zendesk
+    calls: tuple[DryCall, ...] = ()  # the dry run's calls, in order
+    exchanges: tuple[Exchange, ...] = ()  # --send: every request and its answer, in order
+    assumptions: tuple[str, ...] = ()  # what the dry run could not ask and assumed
+    dropped: tuple[Dropped, ...] = field(default=())  # traits left out of the writes
 
 
 def format_explanation(explanation: Explanation) -> str:
     lines = [f"── event {explanation.position} of {explanation.total}: {explanation.headline}"]
-    verdict = explanation.verdict
-    if isinstance(verdict, Plan):
-        calls = calls_for(verdict)
-        lines.append(
-            f"{'planned' if explanation.sent is not None else 'would make'} {_count(len(calls), 'call')}:"
-        )
-        for number, call in enumerate(calls, 1):
-            lines.append(f"  {number}. {call.method} {call.path}")
-            if call.note:
-                lines.append(f"{_INDENT}{call.note}")
-            if call.body is not None:
-                body = json.dumps(call.body, ensure_ascii=False, indent=2, default=str)
-                lines.extend(f"{_INDENT}{line}" for line in body.splitlines())
-        if verdict.dropped:
-            left_out = ", ".join(f"{quote(d.key, _SHOWN_VALUE)} ({d.reason.value})" for d in verdict.dropped)
-            lines.append(f"left out: {left_out}")
-    if explanation.sent is not None:
-        if explanation.sent:
+    if explanation.sent:
+        if explanation.exchanges:
             lines.append("sent:")
-            lines.extend(_exchange_line(number, e) for number, e in enumerate(explanation.sent, 1))
+            lines.extend(_exchange_line(number, e) for number, e in enumerate(explanation.exchanges, 1))
         else:
             lines.append("sent: nothing")
-    if explanation.sent is None:
-        lines.extend(_result_lines(verdict, done=False))
-    else:
-        lines.extend(_result_lines(explanation.outcome, done=True))
+    elif explanation.calls:
+        lines.append(f"would make {_count(len(explanation.calls), 'call')}:")
+        for number, call in enumerate(explanation.calls, 1):
+            lines.extend(_call_lines(number, call))
+    if explanation.dropped:
+        left_out = ", ".join(f"{quote(d.key, _SHOWN_VALUE)} ({d.reason.value})" for d in explanation.dropped)
+        lines.append(f"left out: {left_out}")
+    lines.extend(f"needs: {assumption}" for assumption in explanation.assumptions)
+    lines.extend(_result_lines(explanation.outcome, done=explanation.sent))
     return "\n".join(lines)
+
+
+def _call_lines(number: int, call: DryCall) -> list[str]:
+    if call.sent:
+        first = f"  {number}. {call.method} {call.path} → {call.status} (asked Zendesk)"
+    elif call.body is None and call.method == "GET":
+        first = f"  {number}. {call.method} {call.path}"
+    else:
+        first = f"  {number}. {call.method} {call.path} (not sent)"
+    lines = [first]
+    if call.note:
+        lines.append(f"{_INDENT}{call.note}")
+    if call.body is not None:
+        body = json.dumps(_shown(call.body), ensure_ascii=False, indent=2, default=str)
+        lines.extend(f"{_INDENT}{line}" for line in body.splitlines())
+    return lines
+
+
+def _shown(value: Any) -> Any:
+    """A body with the dry run's made-up ids shown as what they stand for."""
+    if is_placeholder(value):
+        return "<id Zendesk assigns or holds>"
+    if isinstance(value, Mapping):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    return value
 
 
 def _exchange_line(number: int, exchange: Exchange) -> str:
@@ -322,12 +214,12 @@ def _exchange_line(number: int, exchange: Exchange) -> str:
     return f"{call} {exchange.status} {exchange.excerpt}".rstrip()
 
 
-def _result_lines(result: Verdict | Outcome | None, *, done: bool) -> list[str]:
+def _result_lines(result: Outcome, *, done: bool) -> list[str]:
     match result:
-        case Plan():
-            return [f"result: would deliver ({result.summary})"]
         case Delivered():
-            return [f"result: delivered ({_count(result.operations, 'operation')}: {result.summary})"]
+            if done:
+                return [f"result: delivered ({_count(result.operations, 'operation')}: {result.summary})"]
+            return [f"result: would deliver ({result.summary})"]
         case Skipped():
             detail = f": {result.detail}" if result.detail else ""
             return [
@@ -343,13 +235,66 @@ def _result_lines(result: Verdict | Outcome | None, *, done: bool) -> list[str]:
         case Transient():
             status = f" (HTTP {result.http_status})" if result.http_status else ""
             return [f"result: transient failure{status}, the consumer would retry it: {result.message}"]
-        case None:
-            return ["result: unknown"]
+
+
+def explanation_json(explanation: Explanation) -> dict[str, Any]:
+    """The same report as a machine-readable document (`explain --json`)."""
+    outcome = explanation.outcome
+    result: dict[str, Any] = {"outcome": _outcome_name(outcome)}
+    match outcome:
+        case Delivered(operations=operations, summary=summary):
+            result.update(operations=operations, summary=summary)
+        case Skipped(reason=reason, detail=detail):
+            result.update(reason=reason.value, detail=detail)
+        case DeadLetter(reason=reason, message=message, http_status=status):
+            result.update(reason=reason.value, error_class=reason.error_class.value, message=message)
+            result.update(http_status=status)
+        case Transient(message=message, http_status=status):
+            result.update(message=message, http_status=status)
+    document: dict[str, Any] = {
+        "position": explanation.position,
+        "event": explanation.headline,
+        "sent": explanation.sent,
+        "result": result,
+        "left_out": [{"trait": d.key, "reason": d.reason.value} for d in explanation.dropped],
+        "assumptions": list(explanation.assumptions),
+    }
+    if explanation.sent:
+        document["exchanges"] = [
+            {"method": e.method, "path": e.path, "status": e.status, "excerpt": e.excerpt}
+            for e in explanation.exchanges
+        ]
+    else:
+        document["calls"] = [
+            {
+                "method": c.method,
+                "path": c.path,
+                "write": c.body is not None or c.method != "GET",
+                "asked_zendesk": c.sent,
+                "status": c.status,
+                "body": _shown(c.body),
+                "note": c.note,
+            }
+            for c in explanation.calls
+        ]
+    return document
+
+
+def _outcome_name(outcome: Outcome) -> str:
+    match outcome:
+        case Delivered():
+            return "delivered"
+        case Skipped():
+            return "skipped"
+        case DeadLetter():
+            return "dead_lettered"
+        case Transient():
+            return "transient"
 
 
 def exit_code(explanations: Sequence[Explanation]) -> int:
     """3 when an event would be (or was) dead-lettered; else 1 when one failed transiently; else 0."""
-    results = [e.outcome if e.sent is not None else e.verdict for e in explanations]
+    results = [e.outcome for e in explanations]
     if any(isinstance(r, DeadLetter) for r in results):
         return EXIT_DEAD_LETTER
     if any(isinstance(r, Transient) for r in results):
@@ -359,19 +304,6 @@ def exit_code(explanations: Sequence[Explanation]) -> int:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def verdict_of(item: Input, settings: DestinationSettings, known: Known) -> Verdict:
-    """The pure plan of one input item, as a verdict."""
-    if isinstance(item, InvalidEvent):
-        return DeadLetter(reason=item.reason, message=item.message)
-    try:
-        planned = plan_event(validate(item), settings, known)
-    except InvalidEvent as err:
-        return DeadLetter(reason=err.reason, message=err.message)
-    if isinstance(planned, Skip):
-        return Skipped(reason=planned.reason, detail=planned.detail)
-    return planned
 
 
 # ---------------------------------------------------------------------------------------------- I/O
@@ -389,6 +321,7 @@ def run_explain(
     *,
     send: bool = False,
     offline: bool = False,
+    as_json: bool = False,
     out: TextIO | None = None,
     stdin: TextIO | None = None,
 ) -> int:
@@ -412,83 +345,115 @@ def run_explain(
             why_not = NO_CREDENTIALS
     items = read_events(_read_input(event_file, stdin or sys.stdin))
     output = out or sys.stdout
-
-    def emit(text: str) -> None:
-        print(text, file=output, flush=True)
-
-    if connection is None:
-        emit(fields_header(FieldsSource(why_not=why_not)))
-        explanations = [
-            Explanation(
-                position=position,
-                total=len(items),
-                headline=headline(item),
-                verdict=verdict_of(item, settings, Known()),
-            )
-            for position, item in enumerate(items, 1)
-        ]
-        for explanation in explanations:
-            emit(format_explanation(explanation))
-        return exit_code(explanations)
-    return asyncio.run(_with_zendesk(items, settings, connection, send=send, emit=emit))
+    report = _Report(output, as_json=as_json)
+    explanations = asyncio.run(
+        _explain_all(items, settings, connection, send=send, why_not=why_not, report=report)
+    )
+    report.close()
+    return exit_code(explanations)
 
 
-async def _with_zendesk(
+class _Report:
+    """Text as each event is explained, or one JSON document at the end."""
+
+    def __init__(self, out: TextIO, *, as_json: bool) -> None:
+        self._out = out
+        self._as_json = as_json
+        self._document: dict[str, Any] = {"events": []}
+
+    def fields(self, source: FieldsSource) -> None:
+        if self._as_json:
+            self._document["custom_fields"] = {
+                "read_from": source.base_url if not source.why_not else None,
+                "user_fields": source.user_fields,
+                "organization_fields": source.organization_fields,
+                "why_not": source.why_not or None,
+            }
+        else:
+            print(fields_header(source), file=self._out, flush=True)
+
+    def event(self, explanation: Explanation) -> None:
+        if self._as_json:
+            self._document["events"].append(explanation_json(explanation))
+        else:
+            print(format_explanation(explanation), file=self._out, flush=True)
+
+    def close(self) -> None:
+        if self._as_json:
+            json.dump(self._document, self._out, ensure_ascii=False, indent=2, default=str)
+            print(file=self._out, flush=True)
+
+
+async def _explain_all(
     items: Sequence[Input],
     settings: DestinationSettings,
-    connection: ZendeskConnection,
+    connection: ZendeskConnection | None,
     *,
     send: bool,
-    emit: Callable[[str], None],
-) -> int:
+    why_not: str,
+    report: _Report,
+) -> list[Explanation]:
     from stream.delivery import Destination  # noqa: PLC0415
-    from stream.errors import FieldsUnavailable  # noqa: PLC0415
     from stream.zendesk.client import ZendeskClient  # noqa: PLC0415
+    from stream.zendesk.dryrun import DryRunClient  # noqa: PLC0415
 
     exchanges: list[Exchange] = []
-    explanations: list[Explanation] = []
-    async with ZendeskClient(connection=connection, on_exchange=exchanges.append) as client:
-        destination = Destination(client=client, settings=settings)
-        known = Known()
-        try:
-            known = await destination.known()
-        except FieldsUnavailable as err:
-            source = FieldsSource(base_url=connection.base_url, why_not=f"listing them failed: {err}")
-        else:
-            source = FieldsSource(
-                base_url=connection.base_url,
-                user_fields=len(known.user_fields),
-                organization_fields=len(known.organization_fields),
-            )
-        emit(fields_header(source))
+    real = ZendeskClient(connection=connection, on_exchange=exchanges.append) if connection else None
+    dry = None if send else DryRunClient(reads=real)
+    client = dry or real
+    assert client is not None
+    destination = Destination(client=client, settings=settings)
+    try:
+        report.fields(await _fields_source(destination, connection, why_not))
+        explanations = []
         for position, item in enumerate(items, 1):
-            verdict = verdict_of(item, settings, known)
-            sent: tuple[Exchange, ...] | None = None
-            outcome: Outcome | None = None
-            if send:
-                exchanges.clear()
-                outcome = verdict if isinstance(verdict, Skipped | DeadLetter) else None
-                if isinstance(verdict, Plan) and isinstance(item, dict):
-                    outcome, progress = await destination.deliver(item)
-                    if progress is not None:  # planned again with what Zendesk holds now
-                        verdict = progress.plan
-                sent = tuple(exchanges)
+            exchanges.clear()
+            if dry is not None:
+                dry.begin_event()
+            outcome = await _deliver(destination, item)
             explanation = Explanation(
                 position=position,
                 total=len(items),
                 headline=headline(item),
-                verdict=verdict,
-                sent=sent,
-                outcome=outcome,
+                outcome=outcome[0],
+                sent=send,
+                calls=tuple(dry.calls) if dry is not None else (),
+                exchanges=tuple(exchanges) if send else (),
+                assumptions=tuple(dict.fromkeys(dry.assumptions)) if dry is not None else (),
+                dropped=outcome[1],
             )
             explanations.append(explanation)
-            emit(format_explanation(explanation))
-    return exit_code(explanations)
+            report.event(explanation)
+        return explanations
+    finally:
+        if real is not None:
+            await real.aclose()
 
 
-def _record(item: Mapping[str, Any], position: int) -> InboundRecord:
-    value = json.dumps(item, ensure_ascii=False, default=str).encode("utf-8", errors="replace")
-    return InboundRecord(topic="explain", partition=0, offset=position - 1, key=None, value=value)
+async def _fields_source(
+    destination: Destination, connection: ZendeskConnection | None, why_not: str
+) -> FieldsSource:
+    """Reads the field definitions once, before the first event (offline: assumes none)."""
+    try:
+        known = await destination.known()
+    except FieldsUnavailable as err:
+        return FieldsSource(
+            base_url=connection.base_url if connection else None, why_not=f"listing them failed: {err}"
+        )
+    if connection is None:
+        return FieldsSource(why_not=why_not)
+    return FieldsSource(
+        base_url=connection.base_url,
+        user_fields=len(known.user_fields),
+        organization_fields=len(known.organization_fields),
+    )
+
+
+async def _deliver(destination: Destination, item: Input) -> tuple[Outcome, tuple[Dropped, ...]]:
+    if isinstance(item, InvalidEvent):
+        return DeadLetter(reason=item.reason, message=item.message), ()
+    outcome, progress = await destination.deliver(item)
+    return outcome, progress.plan.dropped if progress is not None else ()
 
 
 def _read_input(event_file: str, stdin: TextIO) -> str:
