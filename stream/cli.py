@@ -228,10 +228,8 @@ def _explain(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
-    try:
-        from stream.simulator.cli import add_arguments  # noqa: PLC0415
-    except ImportError:
-        return
+    from stream.simulator.cli import add_arguments  # noqa: PLC0415 (its server is imported on use only)
+
     add_arguments(parser)
 
 

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import socket
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
-import uvicorn
 
-from stream.simulator.app import SimulatorApp
+from stream.errors import ConfigError
 from stream.simulator.options import DEFAULT_API_TOKEN, DEFAULT_EMAIL, PLANS, SimulatorOptions
 
 READY_LINE = "simulator listening on http://{host}:{port}"
@@ -139,7 +135,15 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    return asyncio.run(_serve(options, sock))
+    try:
+        from stream.simulator.server import serve  # noqa: PLC0415 (uvicorn is in the simulator extra)
+    except ModuleNotFoundError as missing:
+        sock.close()
+        raise ConfigError(
+            f"the simulator needs its server packages ({missing.name} is missing): "
+            "pip install 'zendesk-stream[simulator]'"
+        ) from None
+    return asyncio.run(serve(options, sock))
 
 
 def _bound_socket(host: str, port: int) -> socket.socket:
@@ -152,59 +156,6 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     sock.listen(1024)
     sock.set_inheritable(True)
     return sock
-
-
-async def _serve(options: SimulatorOptions, sock: socket.socket) -> int:
-    config = uvicorn.Config(
-        SimulatorApp(options=options),
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        # Longer than any client pool's idle timeout, so a client never reuses a connection we just closed.
-        timeout_keep_alive=75,
-    )
-    server = _ServerExitingZero(config)
-    host, port = sock.getsockname()[:2]
-
-    async def announce_when_started() -> None:
-        while not server.started:
-            if server.should_exit:
-                return
-            await asyncio.sleep(0.01)
-        shown_host = f"[{host}]" if ":" in host else host
-        print(READY_LINE.format(host=shown_host, port=port), flush=True)
-
-    announcer = asyncio.create_task(announce_when_started())
-    await server.serve(sockets=[sock])
-    announcer.cancel()
-    return 0
-
-
-class _ServerExitingZero(uvicorn.Server):
-    """SIGTERM/SIGINT shut down gracefully and the process exits 0.
-
-    uvicorn re-raises the signal after its graceful shutdown, which ends the process with -15; a parent that
-    stopped the simulator on purpose wants a clean 0. A second signal forces the exit.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._request_exit)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-    def _request_exit(self) -> None:
-        if self.should_exit:
-            self.force_exit = True
-        self.should_exit = True
 
 
 def main(argv: list[str] | None = None) -> int:

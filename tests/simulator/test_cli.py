@@ -89,3 +89,19 @@ def test_port_0_prints_the_ready_line_and_sigterm_stops_cleanly() -> None:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_without_its_extra_the_simulator_names_the_extra_to_install() -> None:
+    """uvicorn and friends are in the `simulator` extra, so the service image does without them."""
+    hide_uvicorn = (
+        "import sys; sys.modules['uvicorn'] = None; "
+        "from stream.cli import main; sys.exit(main(['simulator']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", hide_uvicorn], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "zendesk-stream: the simulator needs its server packages (uvicorn is missing): "
+        "pip install 'zendesk-stream[simulator]'"
+    )
