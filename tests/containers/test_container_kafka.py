@@ -25,7 +25,7 @@ from tests.support.containers import (
     ensure_images,
     free_port,
 )
-from tests.support.kafka import consume, create_topics, produce, unique_topic
+from tests.support.kafka import consume, create_topics, key_of, produce, unique_topic, value_of
 from tests.support.segment import identify
 from tests.support.waiting import wait_for
 
@@ -89,7 +89,7 @@ def test_a_container_broker_round_trips_messages_from_the_host(images: Images) -
 
         received = consume(bootstrap, topic, count=len(sent))
 
-    got = [(m.key().decode(), json.loads(m.value())) for m in received]
+    got = [(key_of(m), json.loads(value_of(m))) for m in received]
     assert sorted(got, key=lambda kv: kv[1]["n"]) == sent
     for key in {k for k, _ in sent}:  # one key, one partition: in the order produced
         assert [v["n"] for k, v in got if k == key] == [v["n"] for k, v in sent if k == key]

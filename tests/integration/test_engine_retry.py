@@ -14,9 +14,11 @@ from tests.support.kafka import (
     consume,
     create_service_topics,
     dlq_topic_of,
+    headers_of,
     produce,
     retry_topic_of,
     unique_topic,
+    value_of,
 )
 from tests.support.segment import identify, track
 from tests.support.service import log_events, run_to_end, service_env, start_service
@@ -125,13 +127,13 @@ def test_the_retry_path_gives_up_after_its_rounds_and_dead_letters_retries_exhau
 
     assert result.returncode == 0, result.stderr[-3000:]
     dead = consume(kafka_bootstrap, dlq_topic_of(topic), count=1)[0]
-    headers = dict(dead.headers() or [])
+    headers = headers_of(dead)
     assert headers["zs.error.reason"] == b"retries_exhausted"
     assert headers["zs.error.class"] == b"transient"
     assert headers["zs.error.http_status"] == b"503"
     assert headers["zs.original.topic"] == topic.encode()
     assert int(headers["zs.attempts"]) == 2 + 3  # in place, then the retry rounds
-    assert json.loads(dead.value())["traits"]["name"] == "Never"
+    assert json.loads(value_of(dead))["traits"]["name"] == "Never"
 
 
 def test_the_circuit_breaker_stops_the_service_when_most_events_are_rejected(
@@ -239,6 +241,6 @@ def test_retry_records_go_to_the_retry_partition_with_their_input_partitions_num
     retried = consume(kafka_bootstrap, retry_topic_of(topic), count=12)
     assert len({m.partition() for m in retried}) > 1  # the keys spread over several partitions
     for message in retried:
-        headers = dict(message.headers() or [])
+        headers = headers_of(message)
         assert int(headers["zs.original.partition"]) == message.partition()
     assert all(_sequence(fast_simulator, key) == [1] for key in keys)

@@ -15,6 +15,7 @@ from tests.support.kafka import (
     consume,
     create_service_topics,
     dlq_topic_of,
+    headers_of,
     produce,
     retry_topic_of,
     unique_topic,
@@ -27,9 +28,9 @@ pytestmark = pytest.mark.kafka
 TWO_MB = 2 * 1024 * 1024
 
 
-def _create(bootstrap: str, name: str, *, partitions: int = 1, **config: str) -> None:
+def _create(bootstrap: str, name: str, *, partitions: int = 1, config: dict[str, str] | None = None) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(name, partitions, 1, config=config)]).values():
+    for future in admin.create_topics([NewTopic(name, partitions, 1, config=config or {})]).values():
         future.result(timeout=60)
 
 
@@ -39,7 +40,7 @@ def test_a_2mb_record_of_invalid_json_is_dead_lettered_and_the_service_goes_on(
 ) -> None:
     """Before: `fatal error … MSG_SIZE_TOO_LARGE`, a traceback, exit 1, on every restart."""
     topic = unique_topic("t-oversized")
-    _create(kafka_bootstrap, topic, **{"max.message.bytes": "5000000"})
+    _create(kafka_bootstrap, topic, config={"max.message.bytes": "5000000"})
     env = service_env(kafka_bootstrap, topic, fast_simulator, settings_for("solo"))
     if applied:  # topics apply sizes the retry and dead-letter topics to the input's records
         applied_run = zendesk_stream(["topics", "apply", "--replication-factor", "1"], env)
@@ -61,7 +62,7 @@ def test_a_2mb_record_of_invalid_json_is_dead_lettered_and_the_service_goes_on(
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     dead = consume(kafka_bootstrap, dlq_topic_of(topic), count=1)[0]
-    headers = {k: v.decode() for k, v in dead.headers() or []}
+    headers = {k: v.decode() for k, v in headers_of(dead).items()}
     assert headers["zs.original.topic"] == topic
     assert (headers["zs.original.partition"], headers["zs.original.offset"]) == ("0", "0")
     if applied:
@@ -85,7 +86,7 @@ def test_retry_records_of_another_group_are_skipped_with_a_warning_and_park_noth
     _create(kafka_bootstrap, dlq)
     seed_users(fast_simulator, ["k1"])
     due = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
-    foreign = [
+    foreign: list[tuple[str, str | bytes | None]] = [
         ("zs.group", b"group-a"),
         ("zs.error.reason", b"retry_scheduled"),
         ("zs.retry.not_before", due.encode()),

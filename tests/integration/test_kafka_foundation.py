@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from tests.support.kafka import REPO, consume, native_cluster, produce, unique_topic
+from tests.support.kafka import REPO, consume, key_of, native_cluster, produce, unique_topic, value_of
 from tests.support.segment import identify
 
 pytestmark = pytest.mark.kafka
@@ -30,8 +30,8 @@ def test_events_produced_to_the_broker_are_consumed_back_in_order_per_key(
 
     by_key: dict[str, list[int]] = {}
     for message in messages:
-        body = json.loads(message.value())
-        by_key.setdefault(message.key().decode(), []).append(body["traits"]["seq"])
+        body = json.loads(value_of(message))
+        by_key.setdefault(key_of(message), []).append(body["traits"]["seq"])
     assert sorted(seq for seqs in by_key.values() for seq in seqs) == list(range(50))
     assert all(seqs == sorted(seqs) for seqs in by_key.values()), by_key
 
@@ -119,5 +119,5 @@ def test_three_node_cluster_keeps_a_replicated_topic_available_when_one_broker_s
         for i in range(30, 60):
             producer.produce(topic, key=f"k{i}", value=json.dumps({"n": i}).encode())
         assert producer.flush(60) == 0
-        values = sorted(json.loads(m.value())["n"] for m in consume(bootstrap, topic, count=60))
+        values = sorted(json.loads(value_of(m))["n"] for m in consume(bootstrap, topic, count=60))
         assert values == list(range(60))

@@ -20,7 +20,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.localkafka import LAUNCHER
-from tests.support.kafka import consume, create_topics, native_cluster, produce, unique_topic
+from tests.support.kafka import consume, create_topics, native_cluster, produce, unique_topic, value_of
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.kafka
@@ -68,7 +68,7 @@ def test_a_node_killed_with_sigkill_is_restarted_at_once_and_serves_again(tmp_pa
         # `start` returns when the node is ready, not merely when its port listens.
         assert answers_alone(bootstrap), "start returned before the restarted broker answered"
         produce(bootstrap, topic, [("k", {"n": 1})])
-        values = [json.loads(m.value())["n"] for m in consume(bootstrap, topic, count=2)]
+        values = [json.loads(value_of(m))["n"] for m in consume(bootstrap, topic, count=2)]
         assert values == [0, 1]
         serving = time.monotonic()
         print(
@@ -107,5 +107,5 @@ def test_a_killed_node_of_three_rejoins_the_cluster_when_restarted_at_once(tmp_p
         wait_for(back_in_every_isr, timeout_s=60, what="node 2 back in the ISR of every partition")
         print(f"\nkill -> node 2 in sync again {time.monotonic() - killed:.1f}s")
         produce(node.bootstrap, topic, [(f"k{i}", {"n": i}) for i in range(10, 20)])
-        values = sorted(json.loads(m.value())["n"] for m in consume(node.bootstrap, topic, count=20))
+        values = sorted(json.loads(value_of(m))["n"] for m in consume(node.bootstrap, topic, count=20))
         assert values == list(range(20))

@@ -58,7 +58,7 @@ def test_scram_client_produces_and_consumes_over_sasl_ssl(secure: SecureKafka, m
         {**config, "group.id": unique_topic("secure-reader"), "auto.offset.reset": "earliest"}
     )
     consumer.subscribe([topic])
-    values: list[bytes] = []
+    values: list[bytes | None] = []
     try:
 
         def read_all() -> bool:
@@ -81,7 +81,8 @@ def test_a_wrong_password_is_an_authentication_error(secure: SecureKafka, mechan
         **secure.client_config("alice", mechanism),
         "sasl.password": secure.users["bob"],
     }
-    admin = AdminClient({**config, "error_cb": errors.append})
+    # confluent-kafka's stubs type config values as scalars; callbacks are accepted all the same.
+    admin = AdminClient({**config, "error_cb": errors.append})  # type: ignore[dict-item]
 
     with pytest.raises(KafkaException):
         admin.list_topics(timeout=3)

@@ -16,6 +16,7 @@ from tests.support.kafka import (
     create_service_topics,
     create_topics,
     dlq_topic_of,
+    headers_of,
     produce,
     retry_topic_of,
     unique_topic,
@@ -77,7 +78,7 @@ def test_the_seed_examples_reach_zendesk_and_the_run_exits_at_the_end(
         ]
     )
     dead = consume(kafka_bootstrap, new_dlq, count=1)[0]
-    headers = dict(dead.headers() or [])
+    headers = headers_of(dead)
     assert headers["zs.error.reason"] == b"invalid_payload"
     assert dead.value() == b"{not json"
 

@@ -266,7 +266,7 @@ def test_user_bulk_item_errors_come_as_index_id_error_details(
 ) -> None:
     owner = upsert_user(zd, name="Owner", email="taken@example.com").json()["user"]["id"]
     upsert_user(zd, name="D", external_id="d")
-    items = [
+    items: list[Any] = [
         {"external_id": "d", "email": "taken@example.com"},  # external_id names D, the email is Owner's
         {"name": "Tz", "external_id": "t", "time_zone": "Mars/Olympus"},
         {"external_id": "nameless"},

@@ -27,7 +27,7 @@ TESTCONTAINERS_IMAGE = "confluentinc/cp-kafka:8.0.0"  # Apache Kafka 4.0, KRaft
 
 def docker_engine_answers() -> bool:
     try:
-        import docker  # noqa: PLC0415
+        import docker  # type: ignore[import-untyped]  # noqa: PLC0415 (no stubs are published)
 
         client = docker.from_env(timeout=3)
         return bool(client.ping())
@@ -80,11 +80,16 @@ def produce(
     topic: str,
     records: Iterable[tuple[str | None, bytes | dict[str, Any]]],
     *,
-    headers: list[tuple[str, bytes]] | None = None,
-    producer_config: dict[str, Any] | None = None,
+    headers: list[tuple[str, str | bytes | None]] | None = None,
+    producer_config: dict[str, str | int | float | bool] | None = None,
 ) -> int:
     """Produce (key, value) records with acks=all; dict values are JSON-encoded. Returns the count."""
-    config = {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, **(producer_config or {})}
+    config: dict[str, str | int | float | bool] = {
+        "bootstrap.servers": bootstrap,
+        "acks": "all",
+        "linger.ms": 5,
+        **(producer_config or {}),
+    }
     producer = Producer(config)
     errors: list[str] = []
 
@@ -142,6 +147,27 @@ def retry_topic_of(topic: str, group: str | None = None) -> str:
 def dlq_topic_of(topic: str, group: str | None = None) -> str:
     """The service's default dead-letter topic, `<input>.<group>.dlq`."""
     return f"{topic}.{group or group_of(topic)}.dlq"
+
+
+def value_of(message: Message) -> bytes:
+    value = message.value()
+    assert isinstance(value, bytes), (
+        f"record {message.topic()}[{message.partition()}]@{message.offset()} has no value"
+    )
+    return value
+
+
+def key_of(message: Message) -> str:
+    key = message.key()
+    assert isinstance(key, bytes), "the record has no key"
+    return key.decode()
+
+
+def headers_of(message: Message) -> dict[str, bytes]:
+    """A record's headers by name (the last value of a repeated one)."""
+    pairs = message.headers() or []
+    items = pairs.items() if isinstance(pairs, dict) else pairs
+    return {str(k): v.encode() if isinstance(v, str) else (v or b"") for k, v in items}
 
 
 def create_service_topics(bootstrap: str, topic: str, *, partitions: int = 1) -> None:

@@ -32,7 +32,9 @@ class SecureKafka:
     def __iter__(self) -> Iterator[Any]:
         return iter((self.bootstrap, self.ca_path, self.users))
 
-    def client_config(self, user: str, mechanism: str = "SCRAM-SHA-512") -> dict[str, str]:
+    def client_config(
+        self, user: str, mechanism: str = "SCRAM-SHA-512"
+    ) -> dict[str, str | int | float | bool]:
         """librdkafka settings of `user` over SASL_SSL (SCRAM-SHA-256 or SCRAM-SHA-512)."""
         return dict(self.access.client_config(user, mechanism))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from stream.errors import ConfigError
@@ -29,8 +31,10 @@ def _isr1(spec: TopicSpec) -> dict[str, str]:
     return {**spec.config, "min.insync.replicas": "1"}
 
 
-def _existing(name: str, *, rf: int, partitions: int = 12, **config: str) -> ExistingTopic:
-    return ExistingTopic(name=name, partitions=partitions, config=config, replication_factor=rf)
+def _existing(
+    name: str, *, rf: int, partitions: int = 12, config: Mapping[str, str] | None = None
+) -> ExistingTopic:
+    return ExistingTopic(name=name, partitions=partitions, config=dict(config or {}), replication_factor=rf)
 
 
 @pytest.mark.parametrize(
@@ -53,7 +57,7 @@ def test_existing_replication_factor_1_topics_keep_min_isr_1_without_the_overrid
     """The bug: applying the production file to topics made with --replication-factor 1 set
     min.insync.replicas 1 -> 2, after which every acks=all write failed."""
     specs = _specs()
-    existing = {s.name: _existing(s.name, rf=1, partitions=s.partitions, **_isr1(s)) for s in specs}
+    existing = {s.name: _existing(s.name, rf=1, partitions=s.partitions, config=_isr1(s)) for s in specs}
     actions = plan_changes(specs, existing, broker_count=1)
     assert not [a for a in actions if isinstance(a, AlterConfig)]
     warnings = [a for a in actions if isinstance(a, Warning_)]
@@ -62,7 +66,7 @@ def test_existing_replication_factor_1_topics_keep_min_isr_1_without_the_overrid
 
 def test_the_override_and_the_file_agree_on_existing_topics() -> None:
     specs = _specs()
-    existing = {s.name: _existing(s.name, rf=1, partitions=s.partitions, **_isr1(s)) for s in specs}
+    existing = {s.name: _existing(s.name, rf=1, partitions=s.partitions, config=_isr1(s)) for s in specs}
     with_override = plan_changes(_specs(replication_factor=1), existing, broker_count=1)
     assert with_override == []
 
@@ -77,8 +81,8 @@ def test_creating_with_more_replicas_than_brokers_is_refused_but_dry_run_prints_
 
 def test_retry_and_dead_letter_topics_take_records_as_large_as_the_input() -> None:
     specs = _specs(replication_factor=1)
-    existing = {s.name: _existing(s.name, rf=1, partitions=s.partitions, **_isr1(s)) for s in specs}
-    existing["in"] = _existing("in", rf=1, **dict(existing["in"].config, **{"max.message.bytes": "5000000"}))
+    existing = {s.name: _existing(s.name, rf=1, partitions=s.partitions, config=_isr1(s)) for s in specs}
+    existing["in"] = _existing("in", rf=1, config={**existing["in"].config, "max.message.bytes": "5000000"})
     actions = plan_changes(specs, existing, broker_count=1)
     altered = {a.topic: a.changes for a in actions if isinstance(a, AlterConfig)}
     assert altered == {
@@ -90,5 +94,5 @@ def test_retry_and_dead_letter_topics_take_records_as_large_as_the_input() -> No
 def test_a_second_plan_after_applying_the_first_changes_nothing() -> None:
     specs = _specs(replication_factor=1)
     created = [a.spec for a in plan_changes(specs, {}, broker_count=1) if isinstance(a, CreateTopic)]
-    existing = {s.name: _existing(s.name, rf=1, partitions=s.partitions, **s.config) for s in created}
+    existing = {s.name: _existing(s.name, rf=1, partitions=s.partitions, config=s.config) for s in created}
     assert plan_changes(specs, existing, broker_count=1) == []
