@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -149,16 +150,18 @@ def run_consumer(
     *,
     timeout_s: float,
     sample: bool = False,
+    code: Path = REPO,
 ) -> Finished:
-    """`zendesk-stream run --exit-at-end` as a child; its own peak RSS from wait4's rusage."""
+    """`zendesk-stream run --exit-at-end` as a child, running the checkout at `code`; its own peak RSS
+    from wait4's rusage."""
     samples: list[int] = []
     hwm = [0]
     started = time.monotonic()
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "stream", "run", "--exit-at-end"],
-            env=env,
-            cwd=REPO,
+            env={**env, "PYTHONPATH": str(code)},
+            cwd=code,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -236,11 +239,14 @@ def run_arm(
     simulator: RunningSimulator,
     events: int,
     work: Path,
+    code: Path = REPO,
+    group: str | None = None,
 ) -> Arm:
     simulator.control.reset()
-    env = service_env(bootstrap, topic, f"{topic}-{name}", simulator, STREAM_MAX_IN_FLIGHT=str(in_flight))
+    group = group or f"{topic}-{name}"
+    env = service_env(bootstrap, topic, group, simulator, STREAM_MAX_IN_FLIGHT=str(in_flight))
     timeout = max(600.0, events * 0.2)
-    finished = run_consumer(env, work / f"{name}.log", timeout_s=timeout)
+    finished = run_consumer(env, work / f"{group}.log", timeout_s=timeout, code=code)
     if finished.exit_code != 0:
         raise RuntimeError(f"the {name} arm exited {finished.exit_code}; see {work / f'{name}.log'}")
     upserts = simulator.control.requests(method="POST", path="create_or_update")
@@ -435,6 +441,34 @@ def report(
     return "\n".join(lines) + "\n"
 
 
+def compare(
+    args: argparse.Namespace, *, bootstrap: str, topic: str, simulator: RunningSimulator, work: Path
+) -> None:
+    """This tree's lanes arm against another checkout's, alternating, each in its own consumer group."""
+    trees = {"this tree": REPO, str(args.compare_with): args.compare_with.resolve()}
+    rates: dict[str, list[float]] = {name: [] for name in trees}
+    for round_ in range(args.rounds):
+        for name, code in trees.items():
+            arm = run_arm(
+                "lanes",
+                in_flight=args.lanes_in_flight,
+                bootstrap=bootstrap,
+                topic=topic,
+                simulator=simulator,
+                events=args.events,
+                work=work,
+                code=code,
+                group=f"{topic}-cmp-{round_}-{len(rates[name])}-{abs(hash(name)) % 10_000}",
+            )
+            rates[name].append(arm.events_per_s)
+            print(f"round {round_ + 1}, {name}: {arm.events_per_s:,.1f} events/s", flush=True)
+    ours, theirs = (statistics.median(r) for r in rates.values())
+    print(
+        f"median events/s: this tree {ours:,.1f}, {args.compare_with} {theirs:,.1f}; "
+        f"ratio {ours / theirs:.3f}"
+    )
+
+
 def write_section(text: str) -> None:
     current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     start = current.find(f"\n{SECTION}\n")
@@ -460,6 +494,13 @@ def main() -> int:
         default=1_000,
         help="requests of the HTTP client ceiling probe (0: skip)",
     )
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        metavar="DIR",
+        help="another checkout: its lanes arm runs alternately with this tree's, in the same run",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternations for --compare-with")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
 
@@ -490,6 +531,9 @@ def main() -> int:
                     flush=True,
                 )
                 arms.append(arm)
+            if args.compare_with is not None:
+                compare(args, bootstrap=bootstrap, topic=topic, simulator=simulator, work=work)
+                return 0
             ceiling = None
             if args.ceiling_requests:
                 ceiling = asyncio.run(client_ceiling(simulator, args.ceiling_requests, args.lanes_in_flight))

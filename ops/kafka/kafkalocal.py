@@ -595,11 +595,16 @@ def spawn_node(libs: Path, node: Node) -> subprocess.Popen[bytes]:
     log = node.home / "kafka.log"
     if log.exists():
         log.replace(node.home / "kafka.log.previous")
-    out = node.server_log.open("w")
     cmd = java_command(libs, node, "kafka.Kafka", str(node.home / "server.properties"))
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    with node.server_log.open("w") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     node.pid_file.write_text(f"{proc.pid}\n")
+    _CHILDREN[proc.pid] = proc
     return proc
+
+
+# Brokers this process started, kept until stopped so they are reaped (not left as zombies).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def node_ready(node: Node) -> bool:
@@ -658,6 +663,8 @@ def stop_node(node: Node, grace_s: float = 30.0) -> bool:
             time.sleep(0.1)
         if running_pid(node) is not None:
             os.kill(pid, signal.SIGKILL)
+    if pid is not None and pid in _CHILDREN:  # ours: reap it, or it lingers as a zombie
+        _CHILDREN.pop(pid).wait(timeout=grace_s)
     wait_exited(node)
     node.pid_file.unlink(missing_ok=True)
     return pid is not None

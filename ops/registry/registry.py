@@ -379,12 +379,17 @@ def start(
     )
     out.close()
     registry.pid_file.write_text(f"{proc.pid}\n")
+    _CHILDREN[proc.pid] = proc
     try:
         wait_ready(registry, proc, credentials, wait_s)
     except LauncherError:
         stop(home)
         raise
     return registry
+
+
+# Registries this process started, kept until stopped so they are reaped (not left as zombies).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def existing(home: Path) -> Registry:
@@ -412,6 +417,8 @@ def stop(home: Path, grace_s: float = 30.0) -> bool:
         os.kill(pid, signal.SIGKILL)
         while running_pid(registry) is not None:
             time.sleep(0.05)
+    if pid in _CHILDREN:
+        _CHILDREN.pop(pid).wait(timeout=grace_s)
     registry.pid_file.unlink(missing_ok=True)
     return True
 

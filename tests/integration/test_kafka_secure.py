@@ -120,7 +120,8 @@ def test_topics_apply_over_sasl_ssl_with_scram_sha_512_creates_the_topics(secure
     assert result.returncode == 0, result.stderr
     assert "applied 3 change(s)" in result.stdout
     topics = AdminClient({"bootstrap.servers": secure.plaintext_bootstrap}).list_topics(timeout=10).topics
-    assert {base, f"{base}.retry", f"{base}.dlq"} <= set(topics)
+    # the default group's retry and dead-letter topics
+    assert {base, f"{base}.zendesk-stream.retry", f"{base}.zendesk-stream.dlq"} <= set(topics)
     assert secure.users["alice"] not in result.stdout + result.stderr
 
 

@@ -55,6 +55,26 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegist
         yield running
 
 
+@pytest.fixture(autouse=True)
+def _close_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every registry client a test makes is closed when it ends (their HTTP pools hold sockets)."""
+    made: list[SchemaRegistryClient] = []
+
+    def making(conf: dict[str, Any]) -> SchemaRegistryClient:
+        client = SchemaRegistryClient(conf)
+        made.append(client)
+        return client
+
+    monkeypatch.setitem(globals(), "registry_client", making)
+    yield
+    for client in made:
+        client.close()
+
+
+def registry_client(conf: dict[str, Any]) -> SchemaRegistryClient:
+    raise AssertionError("replaced by the _close_clients fixture")
+
+
 def new_subject(topic: str | None = None) -> str:
     return f"{topic or 't-' + uuid.uuid4().hex[:10]}-value"
 
@@ -62,12 +82,12 @@ def new_subject(topic: str | None = None) -> str:
 def test_an_avro_schema_registered_under_a_subject_is_served_by_id_and_as_latest(
     registry: RunningRegistry,
 ) -> None:
-    client = SchemaRegistryClient(registry.client_conf())
+    client = registry_client(registry.client_conf())
     subject = new_subject()
 
     schema_id = client.register_schema(subject, Schema(IDENTIFY_SCHEMA, schema_type="AVRO"))
 
-    fresh = SchemaRegistryClient(registry.client_conf())  # no cache: every answer comes from the registry
+    fresh = registry_client(registry.client_conf())  # no cache: every answer comes from the registry
     by_id = fresh.get_schema(schema_id)
     latest = fresh.get_latest_version(subject)
     assert json.loads(by_id.schema_str or "null") == json.loads(IDENTIFY_SCHEMA)
@@ -85,14 +105,14 @@ def test_avro_serializer_writes_the_confluent_wire_format_and_a_fresh_client_rea
 ) -> None:
     topic = f"t-{uuid.uuid4().hex[:10]}"
     ctx = SerializationContext(topic, MessageField.VALUE)
-    serializer = AvroSerializer(SchemaRegistryClient(registry.client_conf()), IDENTIFY_SCHEMA)
+    serializer = AvroSerializer(registry_client(registry.client_conf()), IDENTIFY_SCHEMA)
 
     payload = serializer(RECORD, ctx)
 
     assert payload is not None
     magic, schema_id = struct.unpack(">bI", payload[:5])
     assert magic == 0
-    lookup = SchemaRegistryClient(registry.client_conf())
+    lookup = registry_client(registry.client_conf())
     assert lookup.get_latest_version(new_subject(topic)).schema_id == schema_id  # auto-registered
 
     # The registry's own answer, over plain HTTP, decodes the Avro body: no client magic involved.
@@ -103,14 +123,14 @@ def test_avro_serializer_writes_the_confluent_wire_format_and_a_fresh_client_rea
     writer = fastavro.parse_schema(json.loads(answer.json()["schema"]))
     assert fastavro.schemaless_reader(io.BytesIO(payload[5:]), writer, None) == RECORD
 
-    deserializer = AvroDeserializer(SchemaRegistryClient(registry.client_conf()))
+    deserializer = AvroDeserializer(registry_client(registry.client_conf()))
     assert deserializer(payload, ctx) == RECORD
 
 
 def test_requests_without_the_right_credentials_are_refused(registry: RunningRegistry) -> None:
     subject = new_subject()
-    anonymous = SchemaRegistryClient({"url": registry.url})
-    wrong = SchemaRegistryClient({"url": registry.url, "basic.auth.user.info": f"{TEST_USER}:not-it"})
+    anonymous = registry_client({"url": registry.url})
+    wrong = registry_client({"url": registry.url, "basic.auth.user.info": f"{TEST_USER}:not-it"})
 
     for client in (anonymous, wrong):
         with pytest.raises(SchemaRegistryError) as refused:
@@ -119,19 +139,19 @@ def test_requests_without_the_right_credentials_are_refused(registry: RunningReg
         with pytest.raises(SchemaRegistryError) as refused:
             client.get_subjects()
         assert refused.value.http_status_code == 401
-    assert subject not in SchemaRegistryClient(registry.client_conf()).get_subjects()
+    assert subject not in registry_client(registry.client_conf()).get_subjects()
 
 
 def test_schema_ids_survive_a_restart_so_records_on_a_topic_still_resolve(tmp_path: Path) -> None:
     data_dir = tmp_path / "registry"
     subject = new_subject()
     with native_registry(data_dir) as first:
-        schema_id = SchemaRegistryClient(first.client_conf()).register_schema(
+        schema_id = registry_client(first.client_conf()).register_schema(
             subject, Schema(IDENTIFY_SCHEMA, schema_type="AVRO")
         )
 
     with native_registry(data_dir) as again:
-        client = SchemaRegistryClient(again.client_conf())
+        client = registry_client(again.client_conf())
         assert json.loads(client.get_schema(schema_id).schema_str or "null") == json.loads(IDENTIFY_SCHEMA)
         other = client.register_schema(new_subject(), Schema('"string"', schema_type="AVRO"))
         assert other != schema_id  # a new schema never reuses an id from before the restart
