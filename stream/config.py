@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stream.engine.backpressure import BackPressure
@@ -19,6 +19,7 @@ from stream.kafka.config import KafkaSettings, kafka_settings_from_env
 from stream.kafka.consumer import ConsumerOptions
 from stream.mapping.settings import DestinationSettings
 from stream.zendesk.connection import ZendeskConnection, connection_from
+from stream.zendesk.governor import DEFAULT_PLAN, PLANS, Budget, Governor
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,6 +27,11 @@ class Config:
     kafka: KafkaSettings
     zendesk: ZendeskConnection
     destination: DestinationSettings
+    plan: str = DEFAULT_PLAN
+    budget: Budget = field(default_factory=Budget)
+
+    def governor(self) -> Governor:
+        return Governor(plan=self.plan, budget=self.budget)
 
     @property
     def topics(self) -> Topics:
@@ -65,7 +71,17 @@ def _looks_like_json(text: str) -> bool:
 def load_config(env: Mapping[str, str]) -> Config:
     destination = load_destination_settings(env.get("ZENDESK_SETTINGS", ""))
     zendesk = load_zendesk_connection(env, destination)
-    return Config(kafka=kafka_settings_from_env(env), zendesk=zendesk, destination=destination)
+    plan, budget = load_rate_limits(env)
+    return Config(
+        kafka=kafka_settings_from_env(env), zendesk=zendesk, destination=destination, plan=plan, budget=budget
+    )
+
+
+def load_rate_limits(env: Mapping[str, str]) -> tuple[str, Budget]:
+    plan = env.get("ZENDESK_PLAN", "").strip().lower().replace("-", "_") or DEFAULT_PLAN
+    if plan not in PLANS:
+        raise ConfigError(f"ZENDESK_PLAN: {plan!r} is not one of {', '.join(PLANS)}")
+    return plan, Budget.parse(env.get("ZENDESK_RATE_BUDGET", ""))
 
 
 def load_zendesk_connection(env: Mapping[str, str], destination: DestinationSettings) -> ZendeskConnection:

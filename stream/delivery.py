@@ -7,8 +7,9 @@ back to the next in-place attempt of the same record. A retry resumes at the ope
 membership already deleted is not deleted again and an event already accepted is not sent again.
 
 Each operation ends in success or in an outcome for the engine (`Transient`, `DeadLetter`). Rate limits
-are not outcomes: the operation waits for Retry-After and tries again (only this key waits), unless the
-wait would pass `max_rate_limit_wait_s`: then it is `Transient` at once, with the server's Retry-After.
+are not outcomes: the operation tries again, and the governor holds it until its bucket has a token
+(only requests that count against that bucket wait), unless the wait would pass
+`max_rate_limit_wait_s`: then it is `Transient` at once, with the server's Retry-After.
 
 Re-planning: when a field this plan creates turns out to exist already (422 "key taken": another replica
 won the race), the field list is refreshed and the event planned again, since values are coerced to the
@@ -387,20 +388,19 @@ class Destination:
     # ----------------------------------------------------------------------------------- plumbing
 
     async def _call(self, request: Callable[[], Awaitable[Result]]) -> Result:
-        """One request; a rate limit is waited out (not a failure, not an attempt), up to a bound."""
-        waited = 0.0
+        """One request; a rate limit is waited out (not a failure, not an attempt), up to a bound. The
+        governor paused the bucket on the 429, so the next try waits for it."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while True:
             self.counters.calls += 1
             result = await request()
-            if (
-                not isinstance(result, RateLimited)
-                or waited + result.retry_after_s > self._max_rate_limit_wait_s
-            ):
+            if not isinstance(result, RateLimited):
+                return result
+            if loop.time() - started + result.retry_after_s > self._max_rate_limit_wait_s:
                 return result  # a rate limit that outlasts the bound becomes a transient failure
             self.counters.rate_limited_waits += 1
             log.info("rate limited, waiting", retry_after_s=result.retry_after_s, bucket=result.bucket)
-            await asyncio.sleep(result.retry_after_s)
-            waited += result.retry_after_s
 
     @staticmethod
     def _failure(result: Result) -> DeadLetter | Transient:

@@ -23,6 +23,8 @@ ENVIRONMENT: dict[str, str] = {
     "ZENDESK_API_TOKEN": "API-token auth: the token",
     "ZENDESK_OAUTH_TOKEN": "OAuth bearer auth (instead of email + API token)",
     "ZENDESK_SETTINGS": "destination settings: inline JSON or a path to a JSON file (default {})",
+    "ZENDESK_PLAN": "the account's plan: its rate limits until Zendesk's headers tell (enterprise)",
+    "ZENDESK_RATE_BUDGET": "share of the account's limits to use (0.6) or requests per minute (400rpm); 1.0",
     "STREAM_MAX_IN_FLIGHT": "events processed at once, across keys (default 64)",
     "STREAM_MAX_BUFFERED_PER_PARTITION": "records held per partition before it is paused (default 2000)",
     "STREAM_COMMIT_INTERVAL_S": "least seconds between two commits; commits follow finished work (0.01)",

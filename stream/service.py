@@ -98,7 +98,10 @@ async def run_service(
     refuses our credentials, at start-up or later. `max_record_bytes`: what `check_kafka` found the
     retry and dead-letter topics take."""
     connections = max(1, min(options.max_in_flight, MAX_CONNECTIONS))
-    async with ZendeskClient(connection=config.zendesk, max_connections=connections) as client:
+    governor = config.governor()
+    async with ZendeskClient(
+        connection=config.zendesk, max_connections=connections, governor=governor
+    ) as client:
         destination = Destination(client=client, settings=config.destination)
         known = await check_zendesk(destination, config.zendesk)
         log.info(
@@ -118,4 +121,5 @@ async def run_service(
         exit_code = await engine.run(exit_at_end=exit_at_end)
         if engine.fatal is not None:
             raise engine.fatal
+        await governor.close()
         return RunResult(exit_code, {**engine.summary(), "zendesk": vars(destination.counters)})

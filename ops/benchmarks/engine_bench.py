@@ -119,6 +119,7 @@ def service_env(
         "ZENDESK_BASE_URL": simulator.base_url,
         "ZENDESK_EMAIL": simulator.email or "",
         "ZENDESK_API_TOKEN": simulator.api_token or "",
+        "ZENDESK_PLAN": simulator.zendesk_plan(),
         "ZENDESK_SETTINGS": json.dumps({"events": ["*"]}),
         "STREAM_LOG_FORMAT": "json",
         "STREAM_LOG_LEVEL": "warning",  # one log line per event would cost the lanes arm more

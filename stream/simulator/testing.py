@@ -223,6 +223,11 @@ class RunningSimulator:
     control: ControlClient
     oauth_clients: dict[str, str] = field(default_factory=dict, repr=False)
 
+    def zendesk_plan(self) -> str:
+        """The `ZENDESK_PLAN` a service pointed at this simulator should believe in."""
+        options = self.control.options()
+        return str(options["plan"]) if options["rate_limits"] else "unlimited"
+
     def auth_headers(self) -> dict[str, str]:
         if self.oauth_token:
             return {"Authorization": f"Bearer {self.oauth_token}"}

@@ -5,11 +5,12 @@ no httpx exception escapes. 401/403 (and answers that show the base URL is wrong
 `ZendeskConfigError` instead: nothing can succeed until a human fixes the settings, and an exception
 stops the consumer without every call site having to pass the problem up.
 
-The client sends each request once and never waits on a rate limit: it answers `RateLimited`, and the
-executor (`stream.delivery.Destination`) waits Retry-After out; retries of `Unavailable` answers are the
-engine's. The one exception is the transport's: a GET, PUT or DELETE that went out on a kept-alive
-connection found closed is retried once by aiohttp. `rate_limits` records the last rate-limit headers
-seen, per bucket.
+Every request first waits for the rate governor (`stream.zendesk.governor`), so none is fired to
+bounce. A 429 that happens all the same is answered as `RateLimited` and pauses its bucket in the
+governor; the executor (`stream.delivery.Destination`) sends the request again, which then waits for the
+bucket. Retries of `Unavailable` answers are the engine's, with one exception in the transport: a GET,
+PUT or DELETE that went out on a kept-alive connection found closed is retried once by aiohttp.
+`rate_limits` records the last rate-limit headers seen, per bucket.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from stream.zendesk.classify import (
     is_record_not_found,
 )
 from stream.zendesk.connection import ZendeskConnection
-from stream.zendesk.ratelimit import RateLimitState, parse_rate_limit
+from stream.zendesk.governor import Governor, need_for
+from stream.zendesk.ratelimit import RateLimitInfo, RateLimitState, parse_rate_limit
 
 PAGE_SIZE: Final = 100
 DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0, pool=10.0)
@@ -77,8 +79,12 @@ class ZendeskClient:
         clock: Callable[[], float] = time.monotonic,
         max_pages: int = 100,
         on_exchange: Callable[[Exchange], None] | None = None,
+        governor: Governor | None = None,
     ) -> None:
-        """`on_exchange`, when given, is called after every request with what was asked and answered."""
+        """`on_exchange`, when given, is called after every request with what was asked and answered.
+        `governor` paces every request against Zendesk's limits (by default: the Enterprise plan's,
+        corrected by what Zendesk's headers say)."""
+        self.governor = governor or Governor()
         self.connection = connection
         self._on_exchange = on_exchange
         self.cache = cache if cache is not None else ZendeskCache()
@@ -123,7 +129,9 @@ class ZendeskClient:
     async def create_or_update_user(self, user: Mapping[str, Any]) -> Result:
         """POST /api/v2/users/create_or_update: 201 created, 200 updated. The answer's id is cached under
         the external_id and email (both sent and returned)."""
-        result = await self._send("POST", "/api/v2/users/create_or_update", body={"user": user})
+        result = await self._send(
+            "POST", "/api/v2/users/create_or_update", body={"user": user}, limit_key=_user_key(user)
+        )
         if isinstance(result, Ok):
             user_id = self.cache.learn_user(result.json.get("user"))
             if user_id is not None:
@@ -185,7 +193,10 @@ class ZendeskClient:
     async def create_or_update_organization(self, organization: Mapping[str, Any]) -> Result:
         """POST /api/v2/organizations/create_or_update (matched on id or external_id, never on name)."""
         path = "/api/v2/organizations/create_or_update"
-        result = await self._send("POST", path, body={"organization": organization})
+        key = organization.get("external_id")
+        result = await self._send(
+            "POST", path, body={"organization": organization}, limit_key=key if isinstance(key, str) else None
+        )
         if isinstance(result, Ok):
             self.cache.learn_organization(result.json.get("organization"))
         return result
@@ -247,11 +258,15 @@ class ZendeskClient:
         *,
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
+        limit_key: str | None = None,
     ) -> Result:
         """One request, one classified answer, one log line. `template` (e.g. /api/v2/users/{id}) is what
-        gets logged: never the query (emails) nor a body (personal data)."""
+        gets logged: never the query (emails) nor a body (personal data). The request first waits for
+        the governor (`limit_key`: the user or organization a per-record limit counts)."""
         content = _encode(body) if body is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None
+        need = need_for(method, template, user_key=limit_key, org_key=limit_key)
+        await self.governor.acquire(need)
         started = self._clock()
         try:
             response = await self._http.request(
@@ -259,6 +274,7 @@ class ZendeskClient:
             )
         except httpx.HTTPError as exc:
             failure = classify_exception(exc)
+            self.governor.answered(need, RateLimitInfo(account=None), status=None)
             self._logger.info(
                 "zendesk.request",
                 method=method,
@@ -272,8 +288,17 @@ class ZendeskClient:
                 self._on_exchange(Exchange(method, template, None, f"{failure.reason}: {failure.detail}"))
             return failure
         finished = self._clock()
-        self.rate_limits.observe(parse_rate_limit(response.headers), at=finished)
+        limits = parse_rate_limit(response.headers)
+        self.rate_limits.observe(limits, at=finished)
         result = classify(response.status_code, response.headers, response.content, secrets=self._secrets)
+        limited = result if isinstance(result, RateLimited) else None
+        self.governor.answered(
+            need,
+            limits,
+            status=response.status_code,
+            retry_after_s=limited.retry_after_s if limited else None,
+            bucket=limited.bucket if limited else None,
+        )
         self._log_answer(method, template, response.status_code, _ms(finished - started), result)
         if self._on_exchange is not None:
             shown = excerpt(response.content, self._secrets, EXCHANGE_EXCERPT_CHARS)
@@ -432,6 +457,15 @@ def _id(value: int) -> int:
 
 def _path(pattern: str, *ids: int) -> str:
     return pattern.format(*(_id(i) for i in ids))
+
+
+def _user_key(user: Mapping[str, Any]) -> str | None:
+    """The identity Zendesk's per-user limit counts a write against: external_id, else email."""
+    for attribute in ("external_id", "email"):
+        value = user.get(attribute)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _same(value: object, wanted: str) -> bool:

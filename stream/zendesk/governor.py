@@ -49,6 +49,7 @@ PLANS: Final[dict[str, tuple[int, int]]] = {
     "enterprise": (700, 700),
     "enterprise_plus": (2500, 1000),
     "high_volume": (2500, 1000),
+    "unlimited": (1_000_000, 1_000_000),  # the simulator with its limits off; never a real account
 }
 DEFAULT_PLAN: Final = "enterprise"
 BURST_S: Final = 3.0

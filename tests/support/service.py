@@ -27,6 +27,7 @@ def service_env(
         "ZENDESK_EMAIL": simulator.email or "",
         "ZENDESK_API_TOKEN": simulator.api_token or "",
         "ZENDESK_SETTINGS": json.dumps(settings),
+        "ZENDESK_PLAN": simulator.zendesk_plan(),
         "STREAM_LOG_FORMAT": "json",
         **extra,
     }
