@@ -161,7 +161,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import asyncio  # noqa: PLC0415
 
-    from stream.config import consumer_options_from_env, engine_options_from_env, load_config  # noqa: PLC0415
+    from stream.config import (  # noqa: PLC0415
+        consumer_options_from_env,
+        delivery_options_from_env,
+        engine_options_from_env,
+        load_config,
+    )
     from stream.service import check_kafka, run_service  # noqa: PLC0415
 
     config = load_config(env)
@@ -174,6 +179,7 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             options,
             exit_at_end=args.exit_at_end,
             consumer=consumer,
+            delivery=delivery_options_from_env(env),
             max_record_bytes=largest,
         )
     )

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stream.delivery import DeliveryOptions
 from stream.engine.backpressure import BackPressure
 from stream.engine.breaker import CircuitBreaker
 from stream.engine.retry import RetryPolicy
@@ -126,6 +127,15 @@ def engine_options_from_env(env: Mapping[str, str]) -> EngineOptions:
         ),
         back_pressure=BackPressure(per_partition=buffered, total=max(pressure.total, buffered)),
     )
+
+
+def delivery_options_from_env(env: Mapping[str, str]) -> DeliveryOptions:
+    defaults = DeliveryOptions()
+    linger_ms = _number(env, "STREAM_BULK_LINGER_MS", int(defaults.bulk_linger_s * 1000), 1, 60_000)
+    bulk = env.get("STREAM_BULK", defaults.bulk).strip().lower()
+    if bulk not in {"auto", "always", "off"}:
+        raise ConfigError(f"STREAM_BULK: expected auto, always or off, got {bulk!r}")
+    return DeliveryOptions(bulk=bulk, bulk_linger_s=linger_ms / 1000)
 
 
 def consumer_options_from_env(env: Mapping[str, str]) -> ConsumerOptions:

@@ -47,6 +47,7 @@ from stream.mapping.plan import plan as plan_event
 from stream.mapping.settings import DestinationSettings
 from stream.outcomes import DeadLetter, Delivered, DlqReason, Outcome, Skipped, Transient
 from stream.zendesk.api import ZendeskApi
+from stream.zendesk.bulk import Bulk
 from stream.zendesk.classify import (
     Ok,
     RateLimited,
@@ -97,6 +98,14 @@ _REPLAN: Final = _Replan()
 _MAX_PLANS: Final = 3
 
 
+@dataclass(frozen=True, kw_only=True)
+class DeliveryOptions:
+    """How economically events are delivered (README lists the settings)."""
+
+    bulk: str = "auto"  # auto: jobs and batched lookups when the single path has no budget; always; off
+    bulk_linger_s: float = 0.25  # the longest a batch waits to fill
+
+
 @dataclass
 class Counters:
     """What delivery did besides its outcome: for the summary and the metrics."""
@@ -117,8 +126,12 @@ class Destination:
         client: ZendeskApi,
         settings: DestinationSettings,
         max_rate_limit_wait_s: float = 300.0,
+        bulk: Bulk | None = None,
     ) -> None:
+        """`bulk`: the bulk paths (jobs of upserts and memberships, batched lookups); without it every
+        write and lookup is a request of its own."""
         self._client = client
+        self._bulk = bulk
         self._settings = settings
         self._max_rate_limit_wait_s = max_rate_limit_wait_s
         self._known: Known | None = None
@@ -254,13 +267,13 @@ class Destination:
         return self._failure(result)
 
     async def _upsert_user(self, op: UpsertUser) -> StepOutcome:
-        result = await self._call(lambda: self._client.create_or_update_user(op.user))
+        result = await self._call(lambda: self._upsert(op.user))
         if isinstance(result, Rejected) and is_invalid_time_zone(result) and "time_zone" in op.user:
             # Prefer the rest of the user over losing the event (docs/semantics.md).
             self.counters.time_zone_dropped += 1
             log.info("time zone refused, resending without it", status=result.status)
             without = {k: v for k, v in op.user.items() if k != "time_zone"}
-            result = await self._call(lambda: self._client.create_or_update_user(without))
+            result = await self._call(lambda: self._upsert(without))
         return None if isinstance(result, Ok) else self._failure(result)
 
     async def _remove_membership(self, op: RemoveMembership) -> StepOutcome:
@@ -308,7 +321,8 @@ class Destination:
             )
         if not isinstance(org, Found):
             return org
-        result = await self._call(lambda: self._client.create_membership(user.id, org.id))
+        create = self._bulk.memberships.create if self._bulk else self._client.create_membership
+        result = await self._call(lambda: create(user.id, org.id))
         if isinstance(result, Ok) or (isinstance(result, Rejected) and is_already_member(result)):
             return None
         return self._failure(result)
@@ -326,6 +340,9 @@ class Destination:
         result = await self._call(lambda: self._client.send_event(op.body))
         return None if isinstance(result, Ok) else self._failure(result)
 
+    def _upsert(self, user: Mapping[str, Any]) -> Awaitable[Result]:
+        return self._bulk.users.upsert(user) if self._bulk else self._client.create_or_update_user(user)
+
     # ----------------------------------------------------------------------------------- lookups
 
     async def _user(self, ref: UserRef) -> Resolved:
@@ -336,7 +353,8 @@ class Destination:
             if cached is not None:
                 return Found(cached)
             external_id = ref.external_id
-            found = await self._single(lambda: self._client.find_users_by_external_id(external_id), "users")
+            find = self._bulk.lookups.find if self._bulk else self._client.find_users_by_external_id
+            found = await self._single(lambda: find(external_id), "users")
             if not isinstance(found, Missing):
                 return found
         if ref.email is not None:

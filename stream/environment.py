@@ -26,6 +26,8 @@ ENVIRONMENT: dict[str, str] = {
     "ZENDESK_PLAN": "the account's plan: its rate limits until Zendesk's headers tell (enterprise)",
     "ZENDESK_RATE_BUDGET": "share of the account's limits to use (0.6) or requests per minute (400rpm); 1.0",
     "STREAM_MAX_IN_FLIGHT": "events processed at once, across keys (default 64)",
+    "STREAM_BULK": "auto (jobs when the single path has no budget, the default), always, or off",
+    "STREAM_BULK_LINGER_MS": "the longest a bulk batch waits to fill, in milliseconds (default 250)",
     "STREAM_MAX_BUFFERED_PER_PARTITION": "records held per partition before it is paused (default 2000)",
     "STREAM_COMMIT_INTERVAL_S": "least seconds between two commits; commits follow finished work (0.01)",
     "STREAM_RETRY_ATTEMPTS": "in-place attempts for transient failures, the first included (default 5)",

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from stream.config import Config
-from stream.delivery import Destination
+from stream.delivery import DeliveryOptions, Destination
 from stream.engine.runner import Engine, EngineOptions, Stats
 from stream.errors import ConfigError, FieldsUnavailable
 from stream.kafka.admin import KafkaAdmin
@@ -26,6 +26,7 @@ from stream.mapping.fields import Known
 from stream.outcomes import DeadLetter
 from stream.topics import max_message_bytes
 from stream.zendesk import ZendeskClient, ZendeskConnection
+from stream.zendesk.bulk import Bulk
 
 log = structlog.get_logger("stream.service")
 MAX_CONNECTIONS = 100  # to Zendesk; each in-flight event uses at most one at a time
@@ -91,6 +92,7 @@ async def run_service(
     *,
     exit_at_end: bool,
     consumer: ConsumerOptions | None = None,
+    delivery: DeliveryOptions | None = None,
     max_record_bytes: int | None = None,
     on_progress: Callable[[Stats], None] | None = None,
 ) -> RunResult:
@@ -102,7 +104,13 @@ async def run_service(
     async with ZendeskClient(
         connection=config.zendesk, max_connections=connections, governor=governor
     ) as client:
-        destination = Destination(client=client, settings=config.destination)
+        delivery = delivery or DeliveryOptions()
+        bulk = (
+            Bulk(client=client, linger_s=delivery.bulk_linger_s, always=delivery.bulk == "always")
+            if delivery.bulk != "off"
+            else None
+        )
+        destination = Destination(client=client, settings=config.destination, bulk=bulk)
         known = await check_zendesk(destination, config.zendesk)
         log.info(
             "zendesk reachable",
@@ -121,5 +129,7 @@ async def run_service(
         exit_code = await engine.run(exit_at_end=exit_at_end)
         if engine.fatal is not None:
             raise engine.fatal
+        if bulk is not None:
+            await bulk.close()
         await governor.close()
         return RunResult(exit_code, {**engine.summary(), "zendesk": vars(destination.counters)})

@@ -385,3 +385,42 @@ def dlq_reason(r: Rejected) -> DlqReason:
     if is_duplicate_email(r) or is_duplicate_organization_name(r):
         return DlqReason.IDENTITY_CONFLICT
     return DlqReason.ZENDESK_REJECTED
+
+
+# --- Items of a finished bulk job ---------------------------------------------------------------------
+
+_ITEM_LABELS: Final = {  # the "Label:" a failed item's details start with -> the attribute it names
+    "email": "email",
+    "name": "name",
+    "time zone": "time_zone",
+    "external id": "external_id",
+    "organization": "organization",
+    "phone": "phone",
+}
+
+
+def classify_job_item(item: Mapping[str, Any]) -> Ok | Rejected:
+    """One entry of a finished job's `results`, as the single request's answer would have been, so the
+    event's outcome is the same on either path (docs/zendesk-api.md §7.1):
+
+        {"id": 7, "status": "Created"|"Updated", "success": true, ...}   Ok(201 | 200, {"id": 7})
+        {"index": 3, "id": null, "error": "DuplicateValue",
+         "details": "Email: a@b.c is already being used by another user"}  Rejected(422, with the field
+                                                                           error the single path gives)
+    """
+    error = item.get("error")
+    if not error and item.get("success", True) is not False:
+        created = str(item.get("status", "")).lower() == "created" or item.get("action") == "create"
+        return Ok(201 if created else 200, {k: v for k, v in item.items() if k in ("id", "status", "action")})
+    code = _str(error) or "JobItemFailed"
+    details = _str(item.get("details")) or _str(item.get("description")) or ""
+    label, sep, _ = details.partition(":")
+    field_name = _ITEM_LABELS.get(label.strip().lower()) if sep else None
+    errors = (FieldError(field_name, code, details),) if field_name else ()
+    return Rejected(
+        status=422,
+        error_code=code,
+        body_excerpt=_one_line(f"{code}: {details}", EXCERPT_CHARS),
+        message=details or None,
+        field_errors=errors,
+    )

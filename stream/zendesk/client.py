@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import quote
@@ -247,6 +247,34 @@ class ZendeskClient:
     async def show_job_status(self, job_id: str) -> Result:
         path = "/api/v2/job_statuses/" + quote(job_id, safe="")
         return await self._send("GET", "/api/v2/job_statuses/{id}", path)
+
+    async def show_many_job_statuses(self, job_ids: Sequence[str]) -> Result:
+        """GET /api/v2/job_statuses/show_many?ids=a,b (at most 100): `{"job_statuses": [...]}`."""
+        params = {"ids": ",".join(job_ids)}
+        return await self._send("GET", "/api/v2/job_statuses/show_many", params=params)
+
+    # --- bulk ----------------------------------------------------------------------------------------
+
+    async def create_or_update_many_users(self, users: Sequence[Mapping[str, Any]]) -> Result:
+        """POST /api/v2/users/create_or_update_many (at most 100): 200 `{"job_status": {...}}`. It takes
+        a job slot; the caller frees it when the job ends (`governor.job_done`)."""
+        body = {"users": [dict(user) for user in users]}
+        return await self._send("POST", "/api/v2/users/create_or_update_many", body=body)
+
+    async def create_many_memberships(self, pairs: Sequence[tuple[int, int]]) -> Result:
+        """POST /api/v2/organization_memberships/create_many (at most 100 (user, organization) pairs)."""
+        items = [{"user_id": _id(user), "organization_id": _id(org)} for user, org in pairs]
+        body = {"organization_memberships": items}
+        return await self._send("POST", "/api/v2/organization_memberships/create_many", body=body)
+
+    async def show_many_users_by_external_id(self, external_ids: Sequence[str]) -> Result:
+        """GET /api/v2/users/show_many?external_ids=a,b (at most 100): the users that exist, cached."""
+        params = {"external_ids": ",".join(external_ids)}
+        result = await self._send("GET", "/api/v2/users/show_many", params=params)
+        if isinstance(result, Ok):
+            for user in result.json.get("users", []):
+                self.cache.learn_user(user)
+        return result
 
     # --- plumbing ------------------------------------------------------------------------------------
 

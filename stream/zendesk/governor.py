@@ -210,6 +210,7 @@ class Governor:
         self._make(CREATE_UPDATE_USER, ACCOUNT_CREATE_UPDATE_PER_S * 60, burst=1.0)
         self._jobs_free = MAX_JOBS
         self._jobs_total = MAX_JOBS
+        self._jobs_paused_until = 0.0  # TooManyJobs: someone's jobs fill the account's 30
         self._waiters: deque[_Waiter] = deque()
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -271,9 +272,15 @@ class Governor:
             target = self._endpoint_bucket(reported.name, reported.total, need)
             if target is not None:
                 target.observe(reported.remaining, reported.resets_s, now)
-        if status == 429:
+        if status == 429 and bucket == INFLIGHT_JOBS:
+            wait = retry_after_s if retry_after_s is not None else 10.0
+            self._jobs_paused_until = max(
+                self._jobs_paused_until, now + wait + self._jitter() * PAUSE_JITTER_S
+            )
+            self.stats.rate_limited[INFLIGHT_JOBS] = self.stats.rate_limited.get(INFLIGHT_JOBS, 0) + 1
+        elif status == 429:
             named = info.bucket(bucket) if bucket is not None else None
-            if bucket is None or bucket in (INFLIGHT_JOBS, ACCOUNT):
+            if bucket is None or bucket == ACCOUNT:
                 target = main
             else:
                 target = self._endpoint_bucket(bucket, named.total if named else None, need)
@@ -335,7 +342,10 @@ class Governor:
                 if any(name in blocked for name in waiter.need.buckets):
                     continue
                 delays = {name: self._bucket(name).wait_s(now) for name in waiter.need.buckets}
-                slot_free = not waiter.need.job_slot or self._jobs_free > 0
+                slot_free = not waiter.need.job_slot or self._job_slot_wait(now) == 0
+                if waiter.need.job_slot and self._jobs_free > 0 and not slot_free:
+                    pause = self._jobs_paused_until - now
+                    soonest = pause if soonest is None else min(soonest, pause)
                 if slot_free and all(d == 0 for d in delays.values()):
                     self._take(waiter.need, now)
                     self._waiters.remove(waiter)
@@ -354,8 +364,14 @@ class Governor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=soonest)
 
+    def _job_slot_wait(self, now: float) -> float:
+        """0 when a job slot is free now; else how long a pause lasts (inf: until a job of ours ends)."""
+        if self._jobs_free <= 0:
+            return float("inf")
+        return max(0.0, self._jobs_paused_until - now)
+
     def _grant(self, need: Need, now: float) -> bool:
-        if need.job_slot and self._jobs_free <= 0:
+        if need.job_slot and self._job_slot_wait(now) > 0:
             return False
         if any(self._bucket(name).wait_s(now) > 0 for name in need.buckets):
             return False

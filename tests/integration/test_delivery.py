@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from stream.outcomes import (
 from stream.simulator.options import SimulatorOptions
 from stream.simulator.testing import RunningSimulator, run_simulator_in_thread
 from stream.zendesk import ZendeskClient, connection_from
+from stream.zendesk.bulk import Bulk
 from tests.support.segment import group, identify, track
 from tests.support.waiting import wait_for
 
@@ -60,13 +62,27 @@ def sim(simulator: RunningSimulator) -> RunningSimulator:
     return simulator
 
 
+PATH: ContextVar[str] = ContextVar("path", default="single")
+
+
+@pytest.fixture(params=["single", "bulk"], autouse=True)
+def delivery_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test runs twice: one request per write, and through bulk jobs and batched lookups."""
+    token = PATH.set(request.param)
+    yield request.param
+    PATH.reset(token)
+
+
 @asynccontextmanager
 async def destination(
     sim: RunningSimulator, *, api_token: str | None = None, **settings: Any
 ) -> AsyncIterator[Destination]:
     connection = connection_from("acme", sim.base_url, sim.email, api_token or sim.api_token, None)
     async with ZendeskClient(connection=connection) as client:
-        yield Destination(client=client, settings=DestinationSettings.parse(settings))
+        bulk = Bulk(client=client, linger_s=0.02, always=True) if PATH.get() == "bulk" else None
+        yield Destination(client=client, settings=DestinationSettings.parse(settings), bulk=bulk)
+        if bulk is not None:
+            await bulk.close()
 
 
 async def deliver(
@@ -81,9 +97,43 @@ async def deliver(
     return outcome
 
 
+# On the bulk path a write is an item of a job, a lookup a part of a show_many: the request log is read
+# as the same logical calls, so that both paths are held to the same assertions.
+BULK_AS_SINGLE = {
+    "JOB /api/v2/users/create_or_update_many": USERS_UPSERT,
+    "POST /api/v2/users/create_or_update_many": USERS_UPSERT,  # when the job's POST itself failed
+    "JOB /api/v2/organization_memberships/create_many": MEMBERSHIP_POST,
+    "POST /api/v2/organization_memberships/create_many": MEMBERSHIP_POST,
+    "GET /api/v2/users/show_many": "GET /api/v2/users/search",
+}
+BULK_PATHS = {"^/api/v2/organization_memberships$": "^/api/v2/organization_memberships/create_many$"}
+
+
+def logical(sim: RunningSimulator, *, since: int | None = None) -> list[tuple[str, int]]:
+    """The requests so far as ("METHOD path", status), in arrival order, bulk items as single calls."""
+    entries = []
+    for r in sim.control.requests(since=since):
+        call = f"{r['method']} {r['path']}"
+        if PATH.get() == "bulk":
+            if call == "GET /api/v2/job_statuses/show_many" or (
+                call.startswith("POST ") and call.endswith(("_many", "/create_many")) and r["status"] == 200
+            ):
+                continue  # a job's POST and polls: its items are logged one by one
+            call = BULK_AS_SINGLE.get(call, call)
+        entries.append((call, int(r["status"])))
+    return entries
+
+
+def inject(sim: RunningSimulator, **fault: Any) -> None:
+    """A fault on a call; on the bulk path, on the bulk request that carries it."""
+    if PATH.get() == "bulk":
+        fault["path"] = BULK_PATHS.get(fault["path"], fault["path"])
+    sim.control.inject_fault(**fault)
+
+
 def calls(sim: RunningSimulator, *, since: int | None = None) -> list[str]:
     """The Zendesk requests so far, as "METHOD path", in arrival order."""
-    return [f"{r['method']} {r['path']}" for r in sim.control.requests(since=since)]
+    return [call for call, _ in logical(sim, since=since)]
 
 
 def writes(sim: RunningSimulator) -> list[str]:
@@ -91,7 +141,7 @@ def writes(sim: RunningSimulator) -> list[str]:
 
 
 def statuses(sim: RunningSimulator, call: str) -> list[int]:
-    return [r["status"] for r in sim.control.requests() if f"{r['method']} {r['path']}" == call]
+    return [status for logged, status in logical(sim) if logged == call]
 
 
 def last_seq(sim: RunningSimulator) -> int:
@@ -199,7 +249,7 @@ async def test_identify_field_list_unavailable_during_a_refresh_is_transient_and
     async with destination(sim) as dest:
         await dest.known()
         sim.control.seed(user_fields=[{"key": "logins", "type": "integer", "title": "Logins"}])
-        sim.control.inject_fault(path="^/api/v2/user_fields$", method="GET", status=503)
+        inject(sim, path="^/api/v2/user_fields$", method="GET", status=503)
         event = identify("u1", name="Peter", email="peter@example.com", logins="42")
         failed = await deliver(dest, event, progress)
         assert isinstance(failed, Transient) and failed.http_status == 503, failed
@@ -292,7 +342,8 @@ async def test_identify_company_remove_when_not_a_member_or_no_such_organization
 
 async def test_removal_treats_a_404_on_the_membership_delete_as_success(sim: RunningSimulator) -> None:
     user_id, org_id = seed_member(sim)
-    sim.control.inject_fault(
+    inject(
+        sim,
         path="organization_memberships/",
         method="DELETE",
         status=404,
@@ -530,7 +581,7 @@ async def test_rate_limited_call_waits_retry_after_and_succeeds_without_an_attem
     sim: RunningSimulator,
 ) -> None:
     sim.control.seed(users=[{"name": "Ann", "external_id": "u1"}])
-    sim.control.inject_fault(path="user_profiles/events", method="POST", status=429, retry_after=1)
+    inject(sim, path="user_profiles/events", method="POST", status=429, retry_after=1)
     async with destination(sim, **EVENTS) as dest:
         waiting = asyncio.ensure_future(deliver(dest, track("u1", "Article Completed")))
         # wait_for polls from a thread: the rate-limited task keeps running on this event loop
@@ -551,7 +602,7 @@ async def test_rate_limited_call_waits_retry_after_and_succeeds_without_an_attem
 
 async def test_rate_limit_longer_than_the_wait_bound_is_transient_at_once(sim: RunningSimulator) -> None:
     sim.control.seed(users=[{"name": "Ann", "external_id": "u1"}])
-    sim.control.inject_fault(path="user_profiles/events", method="POST", status=429, retry_after=600)
+    inject(sim, path="user_profiles/events", method="POST", status=429, retry_after=600)
     connection = connection_from("acme", sim.base_url, sim.email, sim.api_token, None)
     async with ZendeskClient(connection=connection) as client:
         dest = Destination(
@@ -567,9 +618,7 @@ async def test_server_error_is_transient_and_the_retry_resumes_at_the_failed_ope
     sim: RunningSimulator,
 ) -> None:
     sim.control.seed(users=[{"name": "Ann", "external_id": "u1"}])
-    sim.control.inject_fault(
-        path="^/api/v2/organization_memberships$", method="POST", status=503, retry_after=2
-    )
+    inject(sim, path="^/api/v2/organization_memberships$", method="POST", status=503, retry_after=2)
     progress: dict[str, Any] = {}
     async with destination(sim) as dest:
         event = group("u1", "g1", name="Initech", plan="gold")
@@ -591,7 +640,7 @@ async def test_membership_delete_whose_answer_was_lost_is_not_repeated_when_the_
     user_id, org_id = seed_member(sim)
     # Applied, then the connection drops; twice, because the HTTP transport itself retries an
     # idempotent request once when a kept-alive connection turns out closed.
-    sim.control.inject_fault(path="organization_memberships/", method="DELETE", action="drop_after", count=2)
+    inject(sim, path="organization_memberships/", method="DELETE", action="drop_after", count=2)
     progress: dict[str, Any] = {}
     async with destination(sim, removeUsersFromOrganizations=True) as dest:
         failed = await deliver(dest, pikachu(), progress)
@@ -617,7 +666,7 @@ async def test_unauthorized_raises_zendesk_config_error_and_nothing_is_dead_lett
 
 async def test_forbidden_raises_zendesk_config_error(sim: RunningSimulator) -> None:
     sim.control.seed(users=[{"name": "Ann", "external_id": "u1"}])
-    sim.control.inject_fault(path="user_profiles/events", status=403)
+    inject(sim, path="user_profiles/events", status=403)
     async with destination(sim, **EVENTS) as dest:
         with pytest.raises(ZendeskConfigError) as refused:
             await deliver(dest, track("u1", "Article Completed"))
