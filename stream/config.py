@@ -135,7 +135,20 @@ def delivery_options_from_env(env: Mapping[str, str]) -> DeliveryOptions:
     bulk = env.get("STREAM_BULK", defaults.bulk).strip().lower()
     if bulk not in {"auto", "always", "off"}:
         raise ConfigError(f"STREAM_BULK: expected auto, always or off, got {bulk!r}")
-    return DeliveryOptions(bulk=bulk, bulk_linger_s=linger_ms / 1000)
+    return DeliveryOptions(
+        bulk=bulk, bulk_linger_s=linger_ms / 1000, coalesce=_flag(env, "STREAM_COALESCE", defaults.coalesce)
+    )
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"true", "1", "yes", "on"}:
+        return True
+    if raw in {"false", "0", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
 
 
 def consumer_options_from_env(env: Mapping[str, str]) -> ConsumerOptions:

@@ -19,7 +19,7 @@ type of the field that exists. Only `EnsureField`s, which come first and are ide
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
@@ -28,7 +28,8 @@ import structlog
 
 from stream.engine.records import InboundRecord
 from stream.errors import FieldsUnavailable, InvalidEvent
-from stream.events import decode_json, event_key, validate
+from stream.events import SegmentEvent, decode_json, event_key, validate
+from stream.mapping.coalesce import can_join, merge
 from stream.mapping.fields import FieldKind, Known, KnownField
 from stream.mapping.operations import (
     EnsureField,
@@ -48,6 +49,7 @@ from stream.mapping.settings import DestinationSettings
 from stream.outcomes import DeadLetter, Delivered, DlqReason, Outcome, Skipped, Transient
 from stream.zendesk.api import ZendeskApi
 from stream.zendesk.bulk import Bulk
+from stream.zendesk.cache import LruCache
 from stream.zendesk.classify import (
     Ok,
     RateLimited,
@@ -104,6 +106,7 @@ class DeliveryOptions:
 
     bulk: str = "auto"  # auto: jobs and batched lookups when the single path has no budget; always; off
     bulk_linger_s: float = 0.25  # the longest a batch waits to fill
+    coalesce: bool = True  # consecutive identifies of one user, waiting in its lane, sent as one
 
 
 @dataclass
@@ -127,11 +130,14 @@ class Destination:
         settings: DestinationSettings,
         max_rate_limit_wait_s: float = 300.0,
         bulk: Bulk | None = None,
+        coalesce: bool = True,
     ) -> None:
         """`bulk`: the bulk paths (jobs of upserts and memberships, batched lookups); without it every
         write and lookup is a request of its own."""
         self._client = client
         self._bulk = bulk
+        self._coalesce = coalesce
+        self._events: LruCache[tuple[str, int, int], SegmentEvent] = LruCache(2_000)
         self._settings = settings
         self._max_rate_limit_wait_s = max_rate_limit_wait_s
         self._known: Known | None = None
@@ -148,18 +154,37 @@ class Destination:
         except InvalidEvent:
             return None
 
-    async def process(
-        self, record: InboundRecord, resume: Progress | None
-    ) -> tuple[Outcome, Progress | None]:
-        """Plan (once per record) and execute from where the last attempt stopped."""
+    def joins(self, work: Sequence[InboundRecord], follower: InboundRecord) -> bool:
+        """Whether `follower`, next in the lane, is carried with `work` as one upsert (coalescing)."""
+        if not self._coalesce:
+            return False
         try:
-            payload = decode_json(record.value or b"")
+            return can_join([self._event(record) for record in work], self._event(follower))
+        except InvalidEvent:
+            return False
+
+    def _event(self, record: InboundRecord) -> SegmentEvent:
+        """The record's validated event; the last few are remembered, for coalescing looks ahead."""
+        where = (record.topic, record.partition, record.offset)
+        event = self._events.get(where)
+        if event is None:
+            event = validate(decode_json(record.value or b""))
+            self._events.put(where, event)
+        return event
+
+    async def process(
+        self, records: Sequence[InboundRecord], resume: Progress | None
+    ) -> tuple[Outcome, Progress | None]:
+        """Plan (once per piece of work) and execute from where the last attempt stopped. Several records
+        are consecutive identifies of one user (`joins`): merged, planned and sent once."""
+        try:
+            events = [self._event(record) for record in records]
         except InvalidEvent as err:
             return DeadLetter(reason=err.reason, message=err.message), None
-        return await self.deliver(payload, resume)
+        return await self.deliver(merge(events), resume)
 
     async def deliver(
-        self, payload: Mapping[str, Any], progress: Progress | None = None
+        self, payload: Mapping[str, Any] | SegmentEvent, progress: Progress | None = None
     ) -> tuple[Outcome, Progress | None]:
         """One decoded event, resuming at `progress`; returns its outcome and where it stands."""
         try:
@@ -195,9 +220,9 @@ class Destination:
             progress.next += 1
         return None
 
-    async def plan(self, payload: Mapping[str, Any]) -> Plan | Skip:
+    async def plan(self, payload: Mapping[str, Any] | SegmentEvent) -> Plan | Skip:
         """The pure plan for an event, with what Zendesk is known to hold. Raises InvalidEvent."""
-        event = validate(payload)
+        event = payload if isinstance(payload, SegmentEvent) else validate(payload)
         known = await self.known() if event.type in {"identify", "group"} else Known()
         return plan_event(event, self._settings, known)
 

@@ -110,7 +110,9 @@ async def run_service(
             if delivery.bulk != "off"
             else None
         )
-        destination = Destination(client=client, settings=config.destination, bulk=bulk)
+        destination = Destination(
+            client=client, settings=config.destination, bulk=bulk, coalesce=delivery.coalesce
+        )
         known = await check_zendesk(destination, config.zendesk)
         log.info(
             "zendesk reachable",

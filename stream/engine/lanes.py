@@ -95,11 +95,23 @@ class Lanes:
             heapq.heappop(self._timed)  # stale entry of a lane dropped or re-timed
         return self._timed[0][0] if self._timed else None
 
-    def finish(self, lane: LaneId) -> None:
-        """The head record of `lane` is finished: the lane's next record becomes its head."""
+    def followers(self, lane: LaneId, now: float, limit: int) -> list[InboundRecord]:
+        """Up to `limit` records waiting behind the running head of `lane`, in order, that are due."""
+        queue = self._queues[lane]
+        found = []
+        for record, due in itertools.islice(queue, 1, limit + 1):
+            if due > now:
+                break
+            found.append(record)
+        return found
+
+    def finish(self, lane: LaneId, count: int = 1) -> None:
+        """The head record of `lane` (and the `count - 1` carried with it) is finished: the lane's next
+        record becomes its head."""
         self._running.discard(lane)
         queue = self._queues[lane]
-        queue.popleft()
+        for _ in range(count):
+            queue.popleft()
         if queue:
             self._enqueue_head(lane, queue[0][1])
         else:

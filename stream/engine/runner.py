@@ -21,7 +21,7 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -64,15 +64,22 @@ P = TypeVar("P")
 
 
 class Processor(Protocol[P]):
-    """Turns one record into Zendesk operations and sends them. What an attempt leaves behind (`P`, e.g.
-    the plan and the index of the next operation) comes back to the next attempt of the same record, so
-    it resumes after the steps that already succeeded."""
+    """Turns records into Zendesk operations and sends them. What an attempt leaves behind (`P`, e.g. the
+    plan and the index of the next operation) comes back to the next attempt of the same work, so it
+    resumes after the steps that already succeeded."""
 
     def lane_key(self, record: InboundRecord) -> str | None:
         """The record's ordering key (order rule 1)."""
         ...
 
-    async def process(self, record: InboundRecord, resume: P | None) -> tuple[Outcome, P | None]: ...
+    def joins(self, work: Sequence[InboundRecord], follower: InboundRecord) -> bool:
+        """Whether `follower`, waiting right behind `work` (a head and what it carries so far) in its
+        lane, is carried with it as one piece of work (consecutive identifies of one user: one upsert)."""
+        ...
+
+    async def process(self, records: Sequence[InboundRecord], resume: P | None) -> tuple[Outcome, P | None]:
+        """One attempt at a piece of work: a record, or a head with the followers it carries."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +100,7 @@ class Topics:
 @dataclass(frozen=True, kw_only=True)
 class EngineOptions:
     max_in_flight: int = 64
+    max_carried: int = 100  # followers a lane head may carry (`Processor.joins`)
     commit_interval_s: float = 0.01
     shutdown_deadline_s: float = 30.0
     revoke_deadline_s: float = 20.0
@@ -137,8 +145,10 @@ class Stats:
 
 @dataclass
 class _Head(Generic[P]):
-    """The lane head's attempts so far and what they left for the next one."""
+    """The lane head's work (the head, and the followers it carries), its attempts so far and what they
+    left for the next one."""
 
+    records: tuple[InboundRecord, ...]
     attempts: Attempts
     resume: P | None = None
 
@@ -416,11 +426,17 @@ class Engine(Generic[P]):
 
     async def _attempt(self, lane: LaneId, record: InboundRecord) -> None:
         partition = (record.topic, record.partition)
-        head = self._heads.setdefault(lane, _Head(Attempts(earlier=previous_attempts(record))))
+        head = self._heads.get(lane)
+        if head is None:
+            head = self._heads[lane] = _Head(
+                self._work(lane, record), Attempts(earlier=previous_attempts(record))
+            )
         try:
-            retry_at = await self._try(lane, record, head)
+            retry_at = await self._try(lane, head)
             if retry_at is None and partition in self._book.partitions:
-                self._book.partitions[partition].finish(record.offset)
+                offsets = self._book.partitions[partition]
+                for finished in head.records:
+                    offsets.finish(finished.offset)
                 assert self._gate is not None
                 self._gate.want()
                 # The slot stays taken until a commit records the finish (commit rule 6). A partition
@@ -438,21 +454,41 @@ class Engine(Generic[P]):
             return
         if retry_at is None:
             self._heads.pop(lane, None)
-            self._lanes.finish(lane)
+            self._lanes.finish(lane, len(head.records))
             self._apply_back_pressure()
         else:
             self._lanes.defer(lane, retry_at)
         self._dispatch()
 
-    async def _try(self, lane: LaneId, record: InboundRecord, head: _Head[P]) -> float | None:
-        """One attempt at a record: None when it is finished (commit rule 2), else when to try again."""
+    def _work(self, lane: LaneId, record: InboundRecord) -> tuple[InboundRecord, ...]:
+        """The head and the followers it carries: only on the input path, where nothing waits for a time,
+        and never for a parked key (its records take the retry path one by one)."""
+        if (
+            record.topic != self._topics.input
+            or lane.key is None
+            or self._parked.is_parked(record.partition, lane.key)
+        ):
+            return (record,)
+        work = [record]
+        loop_now = asyncio.get_running_loop().time()
+        for follower in self._lanes.followers(lane, loop_now, self._options.max_carried):
+            if not self._processor.joins(work, follower):
+                break
+            work.append(follower)
+        return tuple(work)
+
+    async def _try(self, lane: LaneId, head: _Head[P]) -> float | None:
+        """One attempt at the lane's head work: None when it is finished (commit rule 2), else when to try
+        again. Carried records share the outcome: delivered together, or each copied to the retry or
+        dead-letter topic, in order."""
         started = time.monotonic()
+        record = head.records[0]
         in_retry_path = record.topic == self._topics.retry
         if not in_retry_path and lane.key is not None and self._parked.is_parked(record.partition, lane.key):
             decision: Decision = ToRetryTopic(parked_behind(head.attempts, self._wall()))
             outcome: Outcome | None = None
         else:
-            outcome, head.resume = await self._process(record, head.resume)
+            outcome, head.resume = await self._process(head.records, head.resume)
             decision, head.attempts = self._options.retry.decide(
                 outcome,
                 head.attempts,
@@ -461,9 +497,11 @@ class Engine(Generic[P]):
                 wall=self._wall(),
                 jitter=self._jitter(),
             )
-        retry_at = await self._carry_out(
-            decision, outcome=outcome, lane=lane, record=record, attempts=head.attempts, started=started
-        )
+        retry_at = None
+        for carried in head.records:
+            retry_at = await self._carry_out(
+                decision, outcome=outcome, lane=lane, record=carried, attempts=head.attempts, started=started
+            )
         if retry_at is None and in_retry_path and lane.key is not None:
             self._release_parked(record.partition, lane.key)
         return retry_at
@@ -550,13 +588,15 @@ class Engine(Generic[P]):
                 )
             )
 
-    async def _process(self, record: InboundRecord, resume: P | None) -> tuple[Outcome, P | None]:
+    async def _process(
+        self, records: tuple[InboundRecord, ...], resume: P | None
+    ) -> tuple[Outcome, P | None]:
         try:
-            return await self._processor.process(record, resume)
+            return await self._processor.process(records, resume)
         except FatalError:
             raise
         except Exception as err:  # a bug must not kill the lane: retry, then dead-letter
-            log.exception("processing raised", offset=record.offset, partition=record.partition)
+            log.exception("processing raised", offset=records[0].offset, partition=records[0].partition)
             return Transient(message=f"internal error: {type(err).__name__}: {err}"), resume
 
     # ------------------------------------------------------------------------------ flow control

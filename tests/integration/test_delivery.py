@@ -93,7 +93,7 @@ async def deliver(
         topic="segment.events", partition=0, offset=0, key=None, value=json.dumps(payload).encode()
     )
     held = {} if progress is None else progress
-    outcome, held["resume"] = await dest.process(record, held.get("resume"))
+    outcome, held["resume"] = await dest.process([record], held.get("resume"))
     return outcome
 
 

@@ -346,17 +346,28 @@ class ScriptedProcessor:
         *,
         script: Callable[[InboundRecord, int], Outcome] | None = None,
         latency_s: float | Callable[[InboundRecord], float] = 0.01,
+        joins: bool = False,
     ) -> None:
         self._script = script or (lambda _record, _attempt: Delivered(operations=1))
         self._latency_s = latency_s
+        self._joins = joins
         self.attempts: list[Processed] = []
+        self.works: list[tuple[int, ...]] = []  # the offsets of each attempt's work
         self.running: set[str | None] = set()
         self.most_running = 0
 
     def lane_key(self, record: InboundRecord) -> str | None:
         return record.key.decode() if record.key else None
 
-    async def process(self, record: InboundRecord, resume: int | None) -> tuple[Outcome, int | None]:
+    def joins(self, work: Sequence[InboundRecord], follower: InboundRecord) -> bool:
+        """Records whose values start with `+` ride along with the record before them."""
+        return self._joins and (follower.value or b"").startswith(b"+")
+
+    async def process(
+        self, records: Sequence[InboundRecord], resume: int | None
+    ) -> tuple[Outcome, int | None]:
+        record = records[0]
+        self.works.append(tuple(r.offset for r in records))
         attempt = (resume or 0) + 1
         key = self.lane_key(record)
         assert key is None or key not in self.running, f"two records of key {key} ran at once"

@@ -239,3 +239,37 @@ def test_a_second_owner_does_not_rerun_what_the_commit_metadata_says_is_finished
         return [a.offset for a in second.attempts]
 
     assert run_virtual(main) == [0]
+
+
+def test_a_head_carries_the_followers_that_join_it_and_they_finish_together() -> None:
+    async def main(loop: VirtualTimeLoop) -> tuple[ScriptedProcessor, Engine[int]]:
+        broker = new_broker()
+        produce(broker, [("a", "a0"), ("a", "+a1"), ("a", "+a2"), ("a", "a3"), ("b", "+b0")])
+        processor = ScriptedProcessor(joins=True, latency_s=0.5)
+        engine, _, _ = make_engine(loop, broker, processor)
+        run = loop.create_task(engine.run(exit_at_end=True))
+        assert await run == 0
+        assert broker.position(TOPICS.group, IN0).offset == 5  # type: ignore[union-attr]
+        return processor, engine
+
+    processor, engine = run_virtual(main)
+    assert sorted(processor.works) == [(0, 1, 2), (3,), (4,)]  # one piece of work for a0..a2
+    assert engine.stats.delivered == 5
+
+
+def test_carried_records_that_outlive_the_budget_go_to_the_retry_topic_one_by_one_in_order() -> None:
+    def script(record: InboundRecord, attempt: int) -> Outcome:
+        return Transient(message="503") if record.topic == TOPICS.input else Delivered(operations=1)
+
+    async def main(loop: VirtualTimeLoop) -> tuple[list[bytes | None], ScriptedProcessor]:
+        broker = new_broker()
+        produce(broker, [("a", "a0"), ("a", "+a1"), ("a", "+a2")])
+        processor = ScriptedProcessor(script=script, joins=True)
+        engine, _, _ = make_engine(loop, broker, processor, retry=RetryPolicy(attempts=2, delay_s=5.0))
+        assert await engine.run(exit_at_end=True) == 0
+        copied = [broker.record(TOPICS.retry, 0, o).value for o in range(len(broker.topics[TOPICS.retry][0]))]
+        return copied, processor
+
+    copied, processor = run_virtual(main)
+    assert copied == [b"a0", b"+a1", b"+a2"]
+    assert processor.works[-3:] == [(0,), (1,), (2,)]  # the retry path takes them one at a time
