@@ -135,8 +135,17 @@ def delivery_options_from_env(env: Mapping[str, str]) -> DeliveryOptions:
     bulk = env.get("STREAM_BULK", defaults.bulk).strip().lower()
     if bulk not in {"auto", "always", "off"}:
         raise ConfigError(f"STREAM_BULK: expected auto, always or off, got {bulk!r}")
+    raw_ttl = env.get("STREAM_UNCHANGED_TTL_S", "").strip()
+    ttl = (
+        0.0
+        if raw_ttl == "0"
+        else _seconds(env, "STREAM_UNCHANGED_TTL_S", defaults.unchanged_ttl_s, 7 * 86_400)
+    )
     return DeliveryOptions(
-        bulk=bulk, bulk_linger_s=linger_ms / 1000, coalesce=_flag(env, "STREAM_COALESCE", defaults.coalesce)
+        bulk=bulk,
+        bulk_linger_s=linger_ms / 1000,
+        coalesce=_flag(env, "STREAM_COALESCE", defaults.coalesce),
+        unchanged_ttl_s=ttl,
     )
 
 

@@ -19,6 +19,7 @@ type of the field that exists. Only `EnsureField`s, which come first and are ide
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -46,10 +47,10 @@ from stream.mapping.operations import (
 )
 from stream.mapping.plan import plan as plan_event
 from stream.mapping.settings import DestinationSettings
-from stream.outcomes import DeadLetter, Delivered, DlqReason, Outcome, Skipped, Transient
+from stream.outcomes import DeadLetter, Delivered, DlqReason, Outcome, Skipped, SkipReason, Transient
 from stream.zendesk.api import ZendeskApi
 from stream.zendesk.bulk import Bulk
-from stream.zendesk.cache import LruCache
+from stream.zendesk.cache import LruCache, WriteMemory
 from stream.zendesk.classify import (
     Ok,
     RateLimited,
@@ -71,10 +72,12 @@ StepOutcome = DeadLetter | Transient | None
 
 @dataclass(slots=True)
 class Progress:
-    """Where the attempts at one record stand: its plan, and the index of the next operation to run."""
+    """Where the attempts at one record stand: its plan, the index of the next operation to run, and
+    whether any operation so far wrote to Zendesk (none did: the event is skipped as `unchanged`)."""
 
     plan: Plan
     next: int = 0
+    wrote: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +99,12 @@ class _Replan:
     """Another replica created a field this plan meant to create: plan again (its type may differ)."""
 
 
+class _Unchanged:
+    """The operation had nothing to write: the field exists, or the write is what we last wrote."""
+
+
 _REPLAN: Final = _Replan()
+_UNCHANGED: Final = _Unchanged()
 _MAX_PLANS: Final = 3
 
 
@@ -107,6 +115,7 @@ class DeliveryOptions:
     bulk: str = "auto"  # auto: jobs and batched lookups when the single path has no budget; always; off
     bulk_linger_s: float = 0.25  # the longest a batch waits to fill
     coalesce: bool = True  # consecutive identifies of one user, waiting in its lane, sent as one
+    unchanged_ttl_s: float = 3600.0  # how long a write is remembered, to skip one that changes nothing
 
 
 @dataclass
@@ -115,6 +124,7 @@ class Counters:
 
     calls: int = 0
     rate_limited_waits: int = 0
+    unchanged: int = 0  # events whose every write was what this service last wrote
     fields_created: int = 0
     time_zone_dropped: int = 0
     traits_dropped: dict[str, int] = field(default_factory=dict)
@@ -131,13 +141,15 @@ class Destination:
         max_rate_limit_wait_s: float = 300.0,
         bulk: Bulk | None = None,
         coalesce: bool = True,
+        unchanged_ttl_s: float = 3600.0,
     ) -> None:
         """`bulk`: the bulk paths (jobs of upserts and memberships, batched lookups); without it every
         write and lookup is a request of its own."""
         self._client = client
         self._bulk = bulk
         self._coalesce = coalesce
-        self._events: LruCache[tuple[str, int, int], SegmentEvent] = LruCache(2_000)
+        self._memory = WriteMemory(ttl_s=unchanged_ttl_s, clock=time.monotonic)
+        self._events: LruCache[tuple[str, int, int], tuple[bytes | None, SegmentEvent]] = LruCache(2_000)
         self._settings = settings
         self._max_rate_limit_wait_s = max_rate_limit_wait_s
         self._known: Known | None = None
@@ -164,12 +176,14 @@ class Destination:
             return False
 
     def _event(self, record: InboundRecord) -> SegmentEvent:
-        """The record's validated event; the last few are remembered, for coalescing looks ahead."""
+        """The record's validated event; the last few are remembered, for coalescing looks ahead (the
+        same record, not just the same position: a value read again is decoded again)."""
         where = (record.topic, record.partition, record.offset)
-        event = self._events.get(where)
-        if event is None:
-            event = validate(decode_json(record.value or b""))
-            self._events.put(where, event)
+        cached = self._events.get(where)
+        if cached is not None and cached[0] is record.value:
+            return cached[1]
+        event = validate(decode_json(record.value or b""))
+        self._events.put(where, (record.value, event))
         return event
 
     async def process(
@@ -204,6 +218,9 @@ class Destination:
                 if failure is not None:
                     return failure, progress
                 plan = progress.plan
+                if not progress.wrote and not any(isinstance(op, SendEvent) for op in plan.operations):
+                    self.counters.unchanged += 1
+                    return Skipped(SkipReason.UNCHANGED, "this service last wrote exactly this"), progress
                 return Delivered(operations=len(plan.operations), summary=plan.summary), progress
         except InvalidEvent as err:  # from planning, or a body JSON cannot carry
             return DeadLetter(reason=err.reason, message=err.message), progress
@@ -214,9 +231,13 @@ class Destination:
     async def _execute_from(self, progress: Progress) -> StepOutcome | _Replan:
         operations = progress.plan.operations
         while progress.next < len(operations):
-            failure = await self._execute(operations[progress.next])
-            if failure is not None:
-                return failure
+            done = await self._execute(operations[progress.next])
+            if isinstance(done, _Unchanged):
+                progress.next += 1
+                continue
+            if done is not None:
+                return done
+            progress.wrote = True
             progress.next += 1
         return None
 
@@ -244,7 +265,7 @@ class Destination:
 
     # --------------------------------------------------------------------------------- operations
 
-    async def _execute(self, op: Operation) -> StepOutcome | _Replan:
+    async def _execute(self, op: Operation) -> StepOutcome | _Replan | _Unchanged:
         match op:
             case EnsureField():
                 return await self._ensure_field(op)
@@ -253,17 +274,38 @@ class Destination:
             case RemoveMembership():
                 return await self._remove_membership(op)
             case UpsertOrganization():
-                result = await self._call(lambda: self._client.create_or_update_organization(op.organization))
-                return None if isinstance(result, Ok) else self._failure(result)
+                return await self._upsert_organization(op)
             case EnsureMembership():
                 return await self._ensure_membership(op)
             case SendEvent():
                 return await self._send_event(op)
 
-    async def _ensure_field(self, op: EnsureField) -> StepOutcome | _Replan:
+    async def _remembered(
+        self, key: str, body: Mapping[str, Any], write: Callable[[], Awaitable[StepOutcome]]
+    ) -> StepOutcome | _Unchanged:
+        """A write skipped when it is what this service last wrote under `key`; remembered when it
+        succeeds, forgotten when it fails (when in doubt, write)."""
+        if self._memory.unchanged(key, body):
+            return _UNCHANGED
+        failure = await write()
+        if failure is None:
+            self._memory.wrote(key, body)
+        else:
+            self._memory.forget(key)
+        return failure
+
+    async def _upsert_organization(self, op: UpsertOrganization) -> StepOutcome | _Unchanged:
+        async def write() -> StepOutcome:
+            result = await self._call(lambda: self._client.create_or_update_organization(op.organization))
+            return None if isinstance(result, Ok) else self._failure(result)
+
+        key = f"organization:{str(op.organization.get('external_id', '')).lower()}"
+        return await self._remembered(key, op.organization, write)
+
+    async def _ensure_field(self, op: EnsureField) -> StepOutcome | _Replan | _Unchanged:
         """Create a missing field once: concurrent events that need the same field share one request."""
         if op.key in (await self.known()).fields(op.kind):
-            return None
+            return _UNCHANGED
         slot = (op.kind, op.key)
         creating = self._creating.get(slot)
         if creating is None:
@@ -291,15 +333,18 @@ class Destination:
             return _REPLAN
         return self._failure(result)
 
-    async def _upsert_user(self, op: UpsertUser) -> StepOutcome:
-        result = await self._call(lambda: self._upsert(op.user))
-        if isinstance(result, Rejected) and is_invalid_time_zone(result) and "time_zone" in op.user:
-            # Prefer the rest of the user over losing the event (docs/semantics.md).
-            self.counters.time_zone_dropped += 1
-            log.info("time zone refused, resending without it", status=result.status)
-            without = {k: v for k, v in op.user.items() if k != "time_zone"}
-            result = await self._call(lambda: self._upsert(without))
-        return None if isinstance(result, Ok) else self._failure(result)
+    async def _upsert_user(self, op: UpsertUser) -> StepOutcome | _Unchanged:
+        async def write() -> StepOutcome:
+            result = await self._call(lambda: self._upsert(op.user))
+            if isinstance(result, Rejected) and is_invalid_time_zone(result) and "time_zone" in op.user:
+                # Prefer the rest of the user over losing the event (docs/semantics.md).
+                self.counters.time_zone_dropped += 1
+                log.info("time zone refused, resending without it", status=result.status)
+                without = {k: v for k, v in op.user.items() if k != "time_zone"}
+                result = await self._call(lambda: self._upsert(without))
+            return None if isinstance(result, Ok) else self._failure(result)
+
+        return await self._remembered(_user_memory_key(op.ref), op.user, write)
 
     async def _remove_membership(self, op: RemoveMembership) -> StepOutcome:
         user = await self._user(op.user)
@@ -322,6 +367,7 @@ class Destination:
             membership_id = membership.get("id")
             if not isinstance(membership_id, int):
                 continue
+            self._memory.forget(f"member:{user.id}:{org.id}")
             deleted = await self._call(partial(self._client.delete_membership, user.id, membership_id))
             if isinstance(deleted, Rejected) and is_record_not_found(deleted):
                 continue  # already gone
@@ -329,7 +375,7 @@ class Destination:
                 return self._failure(deleted)
         return None
 
-    async def _ensure_membership(self, op: EnsureMembership) -> StepOutcome:
+    async def _ensure_membership(self, op: EnsureMembership) -> StepOutcome | _Unchanged:
         user = await self._user(op.user)
         if isinstance(user, Missing):
             return DeadLetter(
@@ -346,10 +392,15 @@ class Destination:
             )
         if not isinstance(org, Found):
             return org
+        key = f"member:{user.id}:{org.id}"
+        if self._memory.unchanged(key, _MEMBER):
+            return _UNCHANGED
         create = self._bulk.memberships.create if self._bulk else self._client.create_membership
         result = await self._call(lambda: create(user.id, org.id))
         if isinstance(result, Ok) or (isinstance(result, Rejected) and is_already_member(result)):
+            self._memory.wrote(key, _MEMBER)
             return None
+        self._memory.forget(key)
         return self._failure(result)
 
     async def _send_event(self, op: SendEvent) -> StepOutcome:
@@ -471,3 +522,12 @@ class Destination:
                 )
             case Ok():
                 raise AssertionError("not a failure")
+
+
+_MEMBER: Final[Mapping[str, Any]] = {"member": True}
+
+
+def _user_memory_key(ref: UserRef) -> str:
+    if ref.external_id is not None:
+        return f"user:{ref.external_id.lower()}"
+    return f"user-email:{(ref.email or '').lower()}"

@@ -29,6 +29,7 @@ ENVIRONMENT: dict[str, str] = {
     "STREAM_BULK": "auto (jobs when the single path has no budget, the default), always, or off",
     "STREAM_BULK_LINGER_MS": "the longest a bulk batch waits to fill, in milliseconds (default 250)",
     "STREAM_COALESCE": "merge consecutive identifies of one user waiting in its lane (default true)",
+    "STREAM_UNCHANGED_TTL_S": "remember writes this long to skip ones that change nothing; 0: off (3600)",
     "STREAM_MAX_BUFFERED_PER_PARTITION": "records held per partition before it is paused (default 2000)",
     "STREAM_COMMIT_INTERVAL_S": "least seconds between two commits; commits follow finished work (0.01)",
     "STREAM_RETRY_ATTEMPTS": "in-place attempts for transient failures, the first included (default 5)",

@@ -62,6 +62,7 @@ class SkipReason(StrEnum):
     MISSING_NAME = "missing_name"
     EVENT_NOT_ENABLED = "event_not_enabled"
     MISSING_USER_ID = "missing_user_id"
+    UNCHANGED = "unchanged"  # every write was what this service last wrote (within the memory's TTL)
 
 
 # ------------------------------------------------------------------------------ what one event came to

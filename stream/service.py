@@ -111,7 +111,11 @@ async def run_service(
             else None
         )
         destination = Destination(
-            client=client, settings=config.destination, bulk=bulk, coalesce=delivery.coalesce
+            client=client,
+            settings=config.destination,
+            bulk=bulk,
+            coalesce=delivery.coalesce,
+            unchanged_ttl_s=delivery.unchanged_ttl_s,
         )
         known = await check_zendesk(destination, config.zendesk)
         log.info(

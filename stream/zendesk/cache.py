@@ -7,8 +7,10 @@ Custom field definitions are not kept here: the destination keeps them (`Destina
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Generic, TypeGuard, TypeVar
 
 K = TypeVar("K")
@@ -113,3 +115,49 @@ class ZendeskCache:
 
 def _is_id(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+class WriteMemory:
+    """What this service last wrote, per user and per organization, to skip a write that would change
+    nothing (skip reason `unchanged`). Bounded by `max_entries` and by `ttl_s` (0 turns it off).
+
+    Only a successful write is remembered; a failed one forgets its key (when in doubt, write). An edit
+    made in Zendesk's UI since our last write is kept: we send changes, not full state (the habit of
+    Hightouch and Census, which also send only what changed)."""
+
+    def __init__(self, *, ttl_s: float, max_entries: int = 100_000, clock: Callable[[], float]) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._written: LruCache[str, tuple[str, float]] = LruCache(max(1, max_entries))
+
+    @property
+    def enabled(self) -> bool:
+        return self.ttl_s > 0
+
+    def unchanged(self, key: str, body: Mapping[str, object]) -> bool:
+        """Whether `body` is exactly what was last written under `key`, within the TTL."""
+        if not self.enabled:
+            return False
+        found = self._written.get(key)
+        if found is None:
+            return False
+        digest, at = found
+        if self._clock() - at > self.ttl_s:
+            self._written.pop(key)
+            return False
+        return digest == _digest(body)
+
+    def wrote(self, key: str, body: Mapping[str, object]) -> None:
+        if self.enabled:
+            self._written.put(key, (_digest(body), self._clock()))
+
+    def forget(self, key: str) -> None:
+        self._written.pop(key)
+
+    def __len__(self) -> int:
+        return len(self._written)
+
+
+def _digest(body: Mapping[str, object]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.blake2b(canonical.encode("utf-8", "replace"), digest_size=16).hexdigest()

@@ -80,7 +80,11 @@ async def destination(
     connection = connection_from("acme", sim.base_url, sim.email, api_token or sim.api_token, None)
     async with ZendeskClient(connection=connection) as client:
         bulk = Bulk(client=client, linger_s=0.02, always=True) if PATH.get() == "bulk" else None
-        yield Destination(client=client, settings=DestinationSettings.parse(settings), bulk=bulk)
+        # Every write is sent, even one that would change nothing (tests/integration/test_economy.py
+        # covers skipping those): these tests are about what is sent.
+        yield Destination(
+            client=client, settings=DestinationSettings.parse(settings), bulk=bulk, unchanged_ttl_s=0
+        )
         if bulk is not None:
             await bulk.close()
 
