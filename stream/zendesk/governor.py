@@ -202,12 +202,15 @@ class Governor:
         self._clock = clock
         self._jitter = jitter
         self.enabled = enabled
+        # The simulator with its limits off: nothing is paced, but a 429 still pauses its bucket.
+        unlimited = plan == "unlimited"
+        self._per_key_rpm = 1e9 if unlimited else PER_KEY_RPM
         support, events = PLANS[plan]
         self._buckets: dict[str, Bucket] = {}
         self._keyed: OrderedDict[str, Bucket] = OrderedDict()
         self._make(ACCOUNT, self._budget.rpm_of(support))
         self._make(EVENTS, self._budget.rpm_of(events))
-        self._make(CREATE_UPDATE_USER, ACCOUNT_CREATE_UPDATE_PER_S * 60, burst=1.0)
+        self._make(CREATE_UPDATE_USER, 1e9 if unlimited else ACCOUNT_CREATE_UPDATE_PER_S * 60, burst=1.0)
         self._jobs_free = MAX_JOBS
         self._jobs_total = MAX_JOBS
         self._jobs_paused_until = 0.0  # TooManyJobs: someone's jobs fill the account's 30
@@ -408,7 +411,7 @@ class Governor:
             return found
         keyed = self._keyed.get(name)
         if keyed is None:
-            rate = PER_KEY_RPM / 60.0
+            rate = self._per_key_rpm / 60.0
             keyed = self._keyed[name] = Bucket(name, rate, 1.0, 1.0, self._now())
             while len(self._keyed) > MAX_KEYED_BUCKETS:
                 self._keyed.popitem(last=False)

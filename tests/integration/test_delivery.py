@@ -33,6 +33,7 @@ from stream.simulator.options import SimulatorOptions
 from stream.simulator.testing import RunningSimulator, run_simulator_in_thread
 from stream.zendesk import ZendeskClient, connection_from
 from stream.zendesk.bulk import Bulk
+from stream.zendesk.governor import Governor
 from tests.support.segment import group, identify, track
 from tests.support.waiting import wait_for
 
@@ -78,7 +79,8 @@ async def destination(
     sim: RunningSimulator, *, api_token: str | None = None, **settings: Any
 ) -> AsyncIterator[Destination]:
     connection = connection_from("acme", sim.base_url, sim.email, api_token or sim.api_token, None)
-    async with ZendeskClient(connection=connection) as client:
+    governor = Governor(plan=sim.zendesk_plan())  # no waits where the simulator sets no limits
+    async with ZendeskClient(connection=connection, governor=governor) as client:
         bulk = Bulk(client=client, linger_s=0.02, always=True) if PATH.get() == "bulk" else None
         # Every write is sent, even one that would change nothing (tests/integration/test_economy.py
         # covers skipping those): these tests are about what is sent.
