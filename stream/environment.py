@@ -25,7 +25,7 @@ ENVIRONMENT: dict[str, str] = {
     "ZENDESK_SETTINGS": "destination settings: inline JSON or a path to a JSON file (default {})",
     "ZENDESK_PLAN": "the account's plan: its rate limits until Zendesk's headers tell (enterprise)",
     "ZENDESK_RATE_BUDGET": "share of the account's limits to use (0.6) or requests per minute (400rpm); 1.0",
-    "STREAM_MAX_IN_FLIGHT": "events processed at once, across keys (default 64)",
+    "STREAM_MAX_IN_FLIGHT": "events started and not yet committed, across keys (default 2000)",
     "STREAM_BULK": "auto (jobs when the single path has no budget, the default), always, or off",
     "STREAM_BULK_LINGER_MS": "the longest a bulk batch waits to fill, in milliseconds (default 250)",
     "STREAM_COALESCE": "merge consecutive identifies of one user waiting in its lane (default true)",

@@ -99,7 +99,9 @@ class Topics:
 
 @dataclass(frozen=True, kw_only=True)
 class EngineOptions:
-    max_in_flight: int = 64
+    # Work started and not yet committed, across keys. High enough that hundreds of keys can wait on a
+    # filling bulk job; it also bounds what a crash makes the next owner repeat (commit rule 6).
+    max_in_flight: int = 2_000
     max_carried: int = 100  # followers a lane head may carry (`Processor.joins`)
     commit_interval_s: float = 0.01
     shutdown_deadline_s: float = 30.0
@@ -680,7 +682,8 @@ def _names(partitions: list[Partition]) -> list[str]:
 
 
 def _log_outcome(record: InboundRecord, outcome: str, started: float, **fields: Any) -> None:
-    log.info(
+    """One line per record with its outcome, at debug level (info carries a periodic summary)."""
+    log.debug(
         "event",
         outcome=outcome,
         topic=record.topic,

@@ -109,8 +109,9 @@ class Bucket:
     in_flight: int = 0  # taken and not yet answered
 
     def _refill(self, now: float) -> None:
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
+        if now > self.stamp:  # a bucket made a moment after `now` was read has nothing to refill
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
         if self.window_left is not None and now >= self.window_ends:
             self.window_left = None  # the window Zendesk spoke of is over
 
@@ -146,6 +147,7 @@ class Bucket:
     def set_limit_per_minute(self, rpm: float) -> None:
         self.rate = max(rpm, 1.0) / 60.0
         self.burst = max(1.0, self.rate * BURST_S)
+        self.tokens = min(self.tokens, self.burst)
 
 
 @dataclass(frozen=True, slots=True)

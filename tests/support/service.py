@@ -29,6 +29,7 @@ def service_env(
         "ZENDESK_SETTINGS": json.dumps(settings),
         "ZENDESK_PLAN": simulator.zendesk_plan(),
         "STREAM_LOG_FORMAT": "json",
+        "STREAM_LOG_LEVEL": "debug",  # the per-record outcome lines the tests read
         **extra,
     }
 
