@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import random
 import signal
 import time
@@ -106,6 +107,7 @@ class EngineOptions:
     commit_interval_s: float = 0.01
     shutdown_deadline_s: float = 30.0
     revoke_deadline_s: float = 20.0
+    summary_interval_s: float = 30.0  # the periodic info line
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     back_pressure: BackPressure = field(default_factory=BackPressure)
@@ -242,6 +244,7 @@ class Engine(Generic[P]):
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
         asked_broker_at = reported_at = -1e9
+        summarized_at, summarized = loop.time(), Stats()
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=0.1)
@@ -252,12 +255,32 @@ class Engine(Generic[P]):
             if loop.time() - reported_at >= self._progress_interval_s:
                 reported_at = loop.time()
                 self._report_progress()
+            if loop.time() - summarized_at >= self._options.summary_interval_s:
+                self._log_summary(summarized, loop.time() - summarized_at)
+                summarized_at, summarized = loop.time(), copy.deepcopy(self.stats)
             if self._end is not None:
                 ask_broker = loop.time() - asked_broker_at >= 1.0  # others' progress: at most once a second
                 asked_broker_at = loop.time() if ask_broker else asked_broker_at
                 if await self._caught_up(self._end, ask_broker=ask_broker):
                     log.info("caught up with the end offsets seen at start-up")
                     break
+
+    def _log_summary(self, before: Stats, seconds: float) -> None:
+        """The periodic info line: what happened since the last one, and the rate."""
+        now = self.stats
+        settled = now.settled - before.settled
+        log.info(
+            "progress",
+            events_per_s=round(settled / seconds, 1) if seconds > 0 else None,
+            received=now.received - before.received,
+            delivered=now.delivered - before.delivered,
+            skipped=dict(now.skipped - before.skipped),
+            dead_lettered=dict(now.dead_lettered - before.dead_lettered),
+            sent_to_retry=dict(now.sent_to_retry - before.sent_to_retry),
+            in_flight=len(self._tasks),
+            buffered=sum(self._book.buffered().values()),
+            parked_keys=len(self._parked),
+        )
 
     def _report_progress(self) -> None:
         if self._on_progress is not None:
