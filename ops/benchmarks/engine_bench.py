@@ -1,6 +1,6 @@
 """Key-parallel lanes against partition-sequential processing, and memory under a poison storm.
 
-    .venv/bin/python ops/benchmarks/engine_bench.py [--events 2000] [--keys 1000] [--latency-ms 50]
+    .venv/bin/python -m ops.benchmarks.engine_bench [--events 2000] [--keys 1000] [--latency-ms 50]
                                                     [--lanes-in-flight 100] [--poison 50000] [--no-write]
 
 One run, one workload, both arms: N identify events over K keys (each one `create_or_update` call to
@@ -29,173 +29,41 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import json
 import os
-import platform
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 from httpx_aiohttp import AiohttpTransport
 
-from stream.localkafka import load_launcher
+from ops.benchmarks.common import (
+    REPO,
+    RESULTS,
+    broker,
+    create_topics,
+    machine,
+    produce,
+    run_consumer,
+    service_env,
+    write_section,
+)
 from stream.simulator.testing import RunningSimulator, run_simulator
 
-REPO = Path(__file__).resolve().parents[2]
-RESULTS = REPO / "ops" / "benchmarks" / "RESULTS.md"
 SECTION = "## Engine"
 
 
 # ------------------------------------------------------------------------------------------ broker
 
 
-@contextlib.contextmanager
-def broker() -> Iterator[tuple[str, str]]:
-    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if configured:
-        yield configured, "KAFKA_BOOTSTRAP_SERVERS"
-        return
-    launcher = load_launcher()
-    with tempfile.TemporaryDirectory(prefix="engine-bench-kafka-") as data_dir:
-        cluster = launcher.start(Path(data_dir), 1, launcher.free_base_port(), None, 180.0)
-        try:
-            yield cluster.bootstrap, "native launcher ops/kafka/kafkalocal.py (one node, KRaft)"
-        finally:
-            for node in cluster.nodes:
-                launcher.stop_node(node)
-
-
-def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names], operation_timeout=30)
-    for future in futures.values():
-        future.result(timeout=60)
-
-
-def produce(bootstrap: str, topic: str, records: list[tuple[str, bytes]]) -> None:
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 20}
-    )
-    for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value, partition=0)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-    if producer.flush(120) != 0:
-        raise RuntimeError("records were not delivered to Kafka")
-
-
 # --------------------------------------------------------------------------------------- consumer
-
-
-def service_env(
-    bootstrap: str, topic: str, group: str, simulator: RunningSimulator, **extra: str
-) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "ZENDESK_", "STREAM_"))}
-    return {
-        **clean,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "STREAM_TOPIC": topic,
-        "STREAM_GROUP_ID": group,
-        "STREAM_RETRY_TOPIC": f"{topic}.retry",
-        "STREAM_DLQ_TOPIC": f"{topic}.dlq",
-        "ZENDESK_SUBDOMAIN": "bench",
-        "ZENDESK_BASE_URL": simulator.base_url,
-        "ZENDESK_EMAIL": simulator.email or "",
-        "ZENDESK_API_TOKEN": simulator.api_token or "",
-        "ZENDESK_PLAN": simulator.zendesk_plan(),
-        "ZENDESK_SETTINGS": json.dumps({"events": ["*"]}),
-        "STREAM_LOG_FORMAT": "json",
-        "STREAM_LOG_LEVEL": "warning",  # one log line per event would cost the lanes arm more
-        **extra,
-    }
-
-
-@dataclass(frozen=True)
-class Finished:
-    exit_code: int
-    wall_s: float
-    max_rss_kib: int
-    samples_kib: list[int]
-    hwm_kib: int
-
-
-def _status_field(pid: int, name: str) -> int | None:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    match = re.search(rf"^{name}:\s+(\d+) kB", text, re.MULTILINE)
-    return int(match.group(1)) if match else None
-
-
-def run_consumer(
-    env: dict[str, str],
-    log_path: Path,
-    *,
-    timeout_s: float,
-    sample: bool = False,
-    code: Path = REPO,
-) -> Finished:
-    """`zendesk-stream run --exit-at-end` as a child, running the checkout at `code`; its own peak RSS
-    from wait4's rusage."""
-    samples: list[int] = []
-    hwm = [0]
-    started = time.monotonic()
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stream", "run", "--exit-at-end"],
-            env={**env, "PYTHONPATH": str(code)},
-            cwd=code,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    stop = threading.Event()
-
-    def sampler() -> None:
-        while not stop.is_set():
-            rss, peak = _status_field(process.pid, "VmRSS"), _status_field(process.pid, "VmHWM")
-            if rss is None or (rss == 0 and samples):
-                return
-            if rss:
-                samples.append(rss)
-            hwm[0] = max(hwm[0], peak or 0)
-            stop.wait(0.1)
-
-    thread = threading.Thread(target=sampler, daemon=True)
-    if sample:
-        thread.start()
-    deadline = started + timeout_s
-    while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"the consumer did not finish within {timeout_s}s; see {log_path}")
-        time.sleep(0.05)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.monotonic() - started
-    stop.set()
-    if sample:
-        thread.join(timeout=5)
-    return Finished(process.returncode, wall, int(usage.ru_maxrss), samples, hwm[0])
 
 
 # ------------------------------------------------------------------------------------------- arms
@@ -243,9 +111,24 @@ def run_arm(
     code: Path = REPO,
     group: str | None = None,
 ) -> Arm:
+    """One arm. An older checkout (`code`) gets only the settings it knows: newer versions refuse an
+    unknown STREAM_* or ZENDESK_* variable."""
     simulator.control.reset()
     group = group or f"{topic}-{name}"
-    env = service_env(bootstrap, topic, group, simulator, STREAM_MAX_IN_FLIGHT=str(in_flight))
+    # One request per event in both arms: the economy (coalescing, skipping unchanged writes) is the
+    # economy benchmark's subject, not this one's.
+    env = service_env(
+        bootstrap,
+        topic,
+        group,
+        simulator,
+        STREAM_MAX_IN_FLIGHT=str(in_flight),
+        STREAM_COALESCE="false",
+        STREAM_UNCHANGED_TTL_S="0",
+    )
+    known = _settings_known_to(code)
+    if known is not None:
+        env = {k: v for k, v in env.items() if not k.startswith(("STREAM_", "ZENDESK_")) or k in known}
     timeout = max(600.0, events * 0.2)
     finished = run_consumer(env, work / f"{group}.log", timeout_s=timeout, code=code)
     if finished.exit_code != 0:
@@ -257,6 +140,14 @@ def run_arm(
     times = [float(r["at"]) for r in ok]
     span = max(times) - min(times)
     return Arm(name, in_flight, events, len(upserts), span, finished.wall_s, finished.max_rss_kib)
+
+
+def _settings_known_to(code: Path) -> set[str] | None:
+    """The STREAM_*/ZENDESK_* names a checkout declares (None: it declares none and ignores others)."""
+    for candidate in (code / "stream" / "environment.py", code / "stream" / "config.py"):
+        if candidate.exists() and "ENVIRONMENT" in (text := candidate.read_text()):
+            return set(re.findall(r'"((?:STREAM|ZENDESK)_[A-Z0-9_]+)"', text))
+    return None
 
 
 @dataclass(frozen=True)
@@ -349,15 +240,6 @@ async def client_ceiling(simulator: RunningSimulator, requests: int, concurrency
 # ---------------------------------------------------------------------------------------- report
 
 
-def machine() -> str:
-    cpus = os.cpu_count()
-    memory = ""
-    with contextlib.suppress(OSError):
-        total = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
-        memory = f", {int(total.group(1)) / 1024**2:.0f} GiB RAM" if total else ""
-    return f"{cpus} vCPUs{memory}, Linux {platform.release()}, Python {platform.python_version()}"
-
-
 def report(
     args: argparse.Namespace,
     *,
@@ -378,7 +260,7 @@ def report(
         "Command:",
         "",
         "```sh",
-        f".venv/bin/python ops/benchmarks/engine_bench.py --events {args.events} --keys {args.keys} "
+        f".venv/bin/python -m ops.benchmarks.engine_bench --events {args.events} --keys {args.keys} "
         f"--latency-ms {args.latency_ms:g} --lanes-in-flight {args.lanes_in_flight} --poison {args.poison} "
         f"--ceiling-requests {args.ceiling_requests}",
         "```",
@@ -470,18 +352,6 @@ def compare(
     )
 
 
-def write_section(text: str) -> None:
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = current.find(f"\n{SECTION}\n")
-    if start >= 0:
-        following = current.find("\n## ", start + len(SECTION) + 2)
-        rest = current[following:] if following >= 0 else ""
-        current = current[: start + 1] + text + rest
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(current)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=2_000)
@@ -514,6 +384,9 @@ def main() -> int:
         produce(bootstrap, topic, identify_events(args.events, args.keys))
         simulator_args = ["--no-rate-limits", "--latency-ms", f"{args.latency_ms:g}"]
         with run_simulator(extra_args=simulator_args) as simulator:
+            if args.compare_with is not None:
+                compare(args, bootstrap=bootstrap, topic=topic, simulator=simulator, work=work)
+                return 0
             arms = []
             plan = [("lanes", args.lanes_in_flight), ("partition-sequential", 1)]
             for name, in_flight in plan:
@@ -532,9 +405,6 @@ def main() -> int:
                     flush=True,
                 )
                 arms.append(arm)
-            if args.compare_with is not None:
-                compare(args, bootstrap=bootstrap, topic=topic, simulator=simulator, work=work)
-                return 0
             ceiling = None
             if args.ceiling_requests:
                 ceiling = asyncio.run(client_ceiling(simulator, args.ceiling_requests, args.lanes_in_flight))
@@ -547,7 +417,7 @@ def main() -> int:
     print()
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
         print(f"written to {RESULTS.relative_to(REPO)}")
     return 0
 

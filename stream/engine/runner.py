@@ -661,8 +661,9 @@ class Engine(Generic[P]):
     async def _end_offsets(self) -> dict[Partition, int]:
         """The end of every input partition holding records, and of every retry partition serving an
         input partition (same number) and holding records, as they are now."""
-        inputs = await self._source.watermarks(self._topics.input)
-        retries = await self._source.watermarks(self._topics.retry)
+        inputs, retries = await asyncio.gather(
+            self._source.watermarks(self._topics.input), self._source.watermarks(self._topics.retry)
+        )
         targets = {(self._topics.input, n): high for n, (low, high) in inputs.items() if high > low}
         targets.update(
             {

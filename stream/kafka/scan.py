@@ -44,6 +44,23 @@ def read_committed(
     }
 
 
+def read_watermarks(
+    settings: KafkaSettings, topic: str, timeout_s: float = 30.0
+) -> dict[int, tuple[int, int]]:
+    """Partition number -> (low, high) offsets of every partition of `topic`, read by a reader of its own
+    (not the group member's thread, whose polling a slow answer would hold up)."""
+    consumer = _reader(settings, f"{settings.group_id}.watermarks")
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s)
+        marks = {}
+        for number in sorted(metadata.topics[topic].partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=timeout_s)
+            marks[number] = (int(low), int(high))
+        return marks
+    finally:
+        consumer.close()
+
+
 def _written_by(message: Message) -> str | None:
     for name, value in message_headers(message):
         if name == GROUP_HEADER:

@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 from stream.engine.ports import CommitOffsets, Partition, Position, SourceHandler
 from stream.kafka.config import KafkaSettings
 from stream.kafka.consumer import ConsumerOptions, ConsumerThread, assign, commit_offsets, unassign
-from stream.kafka.scan import read_committed, scan_keys
+from stream.kafka.scan import read_committed, read_watermarks, scan_keys
 
 T = TypeVar("T")
 
@@ -107,16 +107,7 @@ class KafkaSource:
         return found
 
     async def watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
-        def read(consumer: Consumer) -> dict[int, tuple[int, int]]:
-            metadata = consumer.list_topics(topic, timeout=10)
-            marks = {}
-            for number in sorted(metadata.topics[topic].partitions):
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=10)
-                marks[number] = (int(low), int(high))
-            return marks
-
-        assert self._main is not None
-        return await self._main.call(read)
+        return await asyncio.to_thread(read_watermarks, self._settings, topic)
 
     async def waiting_keys(
         self, starts: Mapping[Partition, Position | None], *, writer_group: str
