@@ -169,9 +169,25 @@ def _clean_str(text: str) -> str:
     return text
 
 
+def _sanitize_dict(value: dict[Any, Any], depth: int) -> dict[str, Any]:
+    """`_sanitize` of a decoded JSON object, its plain leaves copied here rather than by a call each."""
+    copy: dict[str, Any] = {}
+    for raw_key, item in value.items():
+        key = raw_key if type(raw_key) is str and raw_key.isascii() else _clean_str(str(raw_key))
+        kind = type(item)
+        plain = (kind is str and item.isascii()) or item is None or kind is bool or kind is float
+        copy[key] = item if plain else _sanitize(item, depth + 1)
+    return copy
+
+
 def _sanitize(value: Any, depth: int) -> Any:
     """A JSON-encodable copy: strings encodable, containers plain dicts/lists, Avro types converted."""
-    if value is None or isinstance(value, bool | float):
+    kind = type(value)  # the types JSON decodes to first, by exact type: this runs for every value
+    if kind is str:
+        return value if value.isascii() else _clean_str(value)
+    if kind is dict and depth < MAX_DEPTH:
+        return _sanitize_dict(value, depth)
+    if value is None or kind is bool or kind is float:
         return value
     if isinstance(value, int):
         if value.bit_length() > _MAX_INT_BITS:
@@ -232,7 +248,7 @@ def _object(raw: Mapping[str, Any], key: str, where: str, *, strict: bool) -> Ma
     value = raw.get(key)
     if value is None:
         return _EMPTY
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):  # the exact type first: ABC checks are slow
         return value
     if strict:
         raise _invalid(f'"{where}" must be an object, got {json_type(value)}')
@@ -254,7 +270,7 @@ def _parse_timestamp(value: object) -> datetime | None:
 
 def validate(obj: object) -> SegmentEvent:
     """A decoded value → a SegmentEvent. Raises InvalidEvent(INVALID_PAYLOAD) when it is not usable."""
-    if not isinstance(obj, Mapping):
+    if type(obj) is not dict and not isinstance(obj, Mapping):
         raise _invalid(f"event is not a JSON object (got {json_type(obj)})")
     type_value = obj.get("type")
     source_key = "type"

@@ -35,9 +35,11 @@ class OffsetBook:
     def __init__(self) -> None:
         self.partitions: dict[Partition, PartitionOffsets] = {}
         self._committed: dict[Partition, Position] = {}
+        self._encoded: dict[Partition, tuple[int, Position]] = {}  # by PartitionOffsets.version
 
     def own(self, partition: Partition, committed: Position | None) -> None:
         """Start tracking a partition from its committed position (None: nothing committed yet)."""
+        self._encoded.pop(partition, None)
         if committed is None:
             self.partitions[partition] = PartitionOffsets()
             return
@@ -48,6 +50,7 @@ class OffsetBook:
         for partition in partitions:
             self.partitions.pop(partition, None)
             self._committed.pop(partition, None)
+            self._encoded.pop(partition, None)
 
     def get(self, partition: Partition) -> PartitionOffsets | None:
         return self.partitions.get(partition)
@@ -61,9 +64,14 @@ class OffsetBook:
             offsets = self.partitions.get(partition)
             if offsets is None or offsets.committable is None:
                 continue
-            wanted = Position(
-                offsets.committable, encode_finished(offsets.committable, offsets.finished_beyond)
-            )
+            encoded = self._encoded.get(partition)
+            if encoded is not None and encoded[0] == offsets.version:
+                wanted = encoded[1]  # unchanged since: no need to encode it again
+            else:
+                wanted = Position(
+                    offsets.committable, encode_finished(offsets.committable, offsets.finished_beyond)
+                )
+                self._encoded[partition] = (offsets.version, wanted)
             if wanted != self._committed.get(partition):
                 found[partition] = wanted
         return found

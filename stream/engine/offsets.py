@@ -19,13 +19,14 @@ MAX_METADATA_CHARS = 3_500  # Kafka's offset.metadata.max.bytes defaults to 4096
 class PartitionOffsets:
     """Offsets of one partition in flight, in arrival order. Amortised O(1) per record."""
 
-    __slots__ = ("_finished", "_next_commit", "_pending", "_preset")
+    __slots__ = ("_finished", "_next_commit", "_pending", "_preset", "version")
 
     def __init__(self, *, start: int | None = None, finished_beyond: Iterable[int] = ()) -> None:
         self._pending: deque[int] = deque()  # registered, in offset order
         self._finished: set[int] = set()  # finished but not yet at the head of _pending
         self._next_commit = start  # offset to commit next: one past the finished prefix
         self._preset = set(finished_beyond)  # finished by an earlier owner (rule 4)
+        self.version = 0  # moves on whenever what a commit would say may have changed
 
     def register(self, offset: int) -> bool:
         """Register a record; True when an earlier owner already finished it (finish it, do not run it)."""
@@ -33,6 +34,7 @@ class PartitionOffsets:
             raise ValueError(f"offset {offset} registered out of order after {self._pending[-1]}")
         if self._next_commit is None:
             self._next_commit = offset
+            self.version += 1
         self._pending.append(offset)
         if offset in self._preset:
             self._preset.discard(offset)
@@ -40,6 +42,7 @@ class PartitionOffsets:
         return False
 
     def finish(self, offset: int) -> None:
+        self.version += 1
         self._finished.add(offset)
         while self._pending and self._pending[0] in self._finished:
             done = self._pending.popleft()

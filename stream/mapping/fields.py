@@ -149,9 +149,16 @@ class Known:
     user_fields: Mapping[str, KnownField] = field(default_factory=lambda: MappingProxyType({}))
     organization_fields: Mapping[str, KnownField] = field(default_factory=lambda: MappingProxyType({}))
 
+    _auto_created: tuple[int, int] = field(init=False, repr=False, compare=False, default=(0, 0))
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "user_fields", _freeze(self.user_fields))
         object.__setattr__(self, "organization_fields", _freeze(self.organization_fields))
+        counts = tuple(
+            sum(1 for f in fields.values() if f.auto_created)
+            for fields in (self.user_fields, self.organization_fields)
+        )
+        object.__setattr__(self, "_auto_created", counts)
 
     @classmethod
     def of(
@@ -195,7 +202,7 @@ class Known:
         return self.user_fields if kind is FieldKind.USER else self.organization_fields
 
     def auto_created_count(self, kind: FieldKind) -> int:
-        return sum(1 for f in self.fields(kind).values() if f.auto_created)
+        return self._auto_created[0 if kind is FieldKind.USER else 1]
 
 
 _ISO_DATE = re.compile(

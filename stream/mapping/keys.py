@@ -19,6 +19,7 @@ The conversion is idempotent: ``to_snake_case(to_snake_case(k)) == to_snake_case
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -43,6 +44,7 @@ def _fold_to_ascii(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+@functools.lru_cache(maxsize=8192)  # trait keys repeat from event to event
 def to_snake_case(key: str) -> str | None:
     """The Zendesk field key for a trait key, or None when the trait key cannot make one."""
     text = _fold_to_ascii(key)
