@@ -50,7 +50,7 @@ from stream.mapping.settings import DestinationSettings
 from stream.outcomes import DeadLetter, Delivered, DlqReason, Outcome, Skipped, SkipReason, Transient
 from stream.zendesk.api import ZendeskApi
 from stream.zendesk.bulk import Bulk
-from stream.zendesk.cache import LruCache, WriteMemory
+from stream.zendesk.cache import LruCache, WriteMemory, body_digest
 from stream.zendesk.classify import (
     Ok,
     RateLimited,
@@ -155,6 +155,7 @@ class Destination:
         self._known: Known | None = None
         self._known_lock = asyncio.Lock()
         self._creating: dict[tuple[FieldKind, str], asyncio.Future[StepOutcome | _Replan]] = {}
+        self._writing: dict[tuple[str, str], asyncio.Future[StepOutcome]] = {}
         self.counters = Counters()
 
     def lane_key(self, record: InboundRecord) -> str | None:
@@ -281,18 +282,46 @@ class Destination:
                 return await self._send_event(op)
 
     async def _remembered(
-        self, key: str, body: Mapping[str, Any], write: Callable[[], Awaitable[StepOutcome]]
+        self,
+        key: str,
+        body: Mapping[str, Any],
+        write: Callable[[], Awaitable[StepOutcome]],
+        *,
+        shared: bool = False,
     ) -> StepOutcome | _Unchanged:
         """A write skipped when it is what this service last wrote under `key`; remembered when it
-        succeeds, forgotten when it fails (when in doubt, write)."""
+        succeeds, forgotten when it fails (when in doubt, write). `shared`: events of other lanes may
+        make the same write at the same moment (an organization), so one write serves them all."""
         if self._memory.unchanged(key, body):
             return _UNCHANGED
-        failure = await write()
-        if failure is None:
-            self._memory.wrote(key, body)
-        else:
-            self._memory.forget(key)
-        return failure
+        if not self._memory.enabled:
+            return await write()
+        if not shared:
+            failure = await write()
+            if failure is None:
+                self._memory.wrote(key, body)
+            else:
+                self._memory.forget(key)
+            return failure
+        # The same write already under way for another event (say, many users joining one new
+        # organization at once): wait for its answer instead of sending it again.
+        slot = (key, body_digest(body))
+        writing = self._writing.get(slot)
+        if writing is not None:
+            failure = await asyncio.shield(writing)
+            return _UNCHANGED if failure is None else failure
+
+        async def write_and_remember() -> StepOutcome:
+            failure = await write()
+            if failure is None:  # remembered before the slot is freed: no gap for a second write
+                self._memory.wrote(key, body)
+            else:
+                self._memory.forget(key)
+            return failure
+
+        writing = self._writing[slot] = asyncio.ensure_future(write_and_remember())
+        writing.add_done_callback(lambda _: self._writing.pop(slot, None))
+        return await asyncio.shield(writing)
 
     async def _upsert_organization(self, op: UpsertOrganization) -> StepOutcome | _Unchanged:
         async def write() -> StepOutcome:
@@ -300,7 +329,7 @@ class Destination:
             return None if isinstance(result, Ok) else self._failure(result)
 
         key = f"organization:{str(op.organization.get('external_id', '')).lower()}"
-        return await self._remembered(key, op.organization, write)
+        return await self._remembered(key, op.organization, write, shared=True)
 
     async def _ensure_field(self, op: EnsureField) -> StepOutcome | _Replan | _Unchanged:
         """Create a missing field once: concurrent events that need the same field share one request."""

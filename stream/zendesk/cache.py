@@ -13,6 +13,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Generic, TypeGuard, TypeVar
 
+import orjson
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -145,11 +147,11 @@ class WriteMemory:
         if self._clock() - at > self.ttl_s:
             self._written.pop(key)
             return False
-        return digest == _digest(body)
+        return digest == body_digest(body)
 
     def wrote(self, key: str, body: Mapping[str, object]) -> None:
         if self.enabled:
-            self._written.put(key, (_digest(body), self._clock()))
+            self._written.put(key, (body_digest(body), self._clock()))
 
     def forget(self, key: str) -> None:
         self._written.pop(key)
@@ -158,6 +160,11 @@ class WriteMemory:
         return len(self._written)
 
 
-def _digest(body: Mapping[str, object]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.blake2b(canonical.encode("utf-8", "replace"), digest_size=16).hexdigest()
+def body_digest(body: Mapping[str, object]) -> str:
+    """A short digest of a JSON body, the same for equal bodies whatever their key order."""
+    try:
+        canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    except (TypeError, orjson.JSONEncodeError):  # beyond orjson (a huge integer, a lone surrogate)
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        canonical = text.encode("utf-8", "replace")
+    return hashlib.blake2b(canonical, digest_size=16).hexdigest()

@@ -126,3 +126,29 @@ async def test_lookups_of_many_users_go_out_together_and_each_event_keeps_its_ou
     assert_dead_letter(outcomes[40], DlqReason.USER_NOT_FOUND)
     lookups = [r for r in sim.control.requests() if r["method"] == "GET" and "users/" in r["path"]]
     assert len(lookups) == 1 and lookups[0]["path"] == "/api/v2/users/show_many"
+
+
+async def test_many_users_joining_one_new_organization_at_once_write_it_once(
+    sim: RunningSimulator,
+) -> None:
+    sim.control.seed(users=[{"name": f"U{i}", "external_id": f"u{i}"} for i in range(20)])
+    async with economical(sim, events=["*"]) as dest:
+        outcomes = await asyncio.gather(
+            *(deliver(dest, group(f"u{i}", "g1", name="Initech")) for i in range(20))
+        )
+    assert all(isinstance(o, Delivered | Skipped) for o in outcomes)
+    assert writes(sim).count("POST /api/v2/organizations/create_or_update") == 1
+    assert len(sim.control.state()["organization_memberships"]) == 20
+
+
+async def test_a_shared_write_that_fails_fails_every_event_that_waited_for_it(sim: RunningSimulator) -> None:
+    sim.control.seed(users=[{"name": f"U{i}", "external_id": f"u{i}"} for i in range(3)])
+    sim.control.inject_fault(path="organizations/create_or_update", method="POST", status=503)
+    async with economical(sim, events=["*"]) as dest:
+        outcomes = await asyncio.gather(
+            *(deliver(dest, group(f"u{i}", "g1", name="Initech")) for i in range(3))
+        )
+        assert not any(isinstance(o, Delivered | Skipped) for o in outcomes)
+        again = await deliver(dest, group("u0", "g1", name="Initech"))  # forgotten: written again
+    assert isinstance(again, Delivered)
+    assert writes(sim).count("POST /api/v2/organizations/create_or_update") == 2
