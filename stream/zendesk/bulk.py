@@ -5,10 +5,13 @@
     UserLookups     users/show_many?external_ids=      lookups of up to 100 users by external_id
     JobPoller       job_statuses/show_many             every job in flight, polled together with back-off
 
-A batch goes out when it is full or `linger_s` after its first item. When the request would go out at
-once on the single path (its rate buckets have a token and nothing is queued), the single request is
-sent instead: light traffic keeps its latency, heavy traffic fills jobs. A job takes one of Zendesk's 30
-job slots from the governor until it ends.
+A batch goes out when it is full or `linger_s` after its first item. The single request goes instead when
+the budget favours it (`single_path_favoured`): requests of this kind arrive more slowly than the single
+path's narrowest bucket refills and than one per linger (so a batch would carry one item anyway),
+nothing is queued, and the request would go out at once. Light traffic keeps its latency and spends
+tokens that would otherwise go unused; heavy traffic and backlogs fill jobs, where one request carries a
+hundred. A job takes one of Zendesk's 30 job slots from the governor until
+it ends.
 
 Each item's result goes back to the event that asked for it, as the single request's answer would have
 been (`classify.classify_job_item`), so an event's outcome is the same on either path. A job that fails
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
@@ -35,12 +39,14 @@ from stream.zendesk.classify import (
     classify_job_item,
 )
 from stream.zendesk.client import ZendeskClient
-from stream.zendesk.governor import need_for
+from stream.zendesk.governor import Need, need_for
 
 log = structlog.get_logger("stream.zendesk.bulk")
 
 MAX_ITEMS: Final = 100
 TERMINAL: Final = frozenset({"completed", "failed", "killed"})
+MIN_ROUND_S: Final = 0.1
+MAX_ROUND_S: Final = 1.0
 T = TypeVar("T")
 
 
@@ -52,6 +58,54 @@ class BulkStats:
     polls: int = 0
     lookups: int = 0
     job_seconds: list[float] = field(default_factory=list)  # the last jobs' durations, for metrics
+
+
+# ------------------------------------------------------------------------------------- path choice
+
+ARRIVALS_TAU_S: Final = 10.0
+
+
+def single_path_favoured(
+    *, arrivals_per_s: float, capacity_per_s: float, queued: int, goes_now: bool
+) -> bool:
+    """Whether one request for this item spends the budget better than a place in a batch: the single
+    path can keep up with the arrivals (they come more slowly than its narrowest bucket refills), no
+    batch is gathering, and its tokens are there now."""
+    return queued == 0 and goes_now and arrivals_per_s < capacity_per_s
+
+
+class Arrivals:
+    """Requests per second of one kind, an exponentially weighted average over about `tau_s`."""
+
+    def __init__(self, tau_s: float = ARRIVALS_TAU_S) -> None:
+        self._tau_s = tau_s
+        self._rate = 0.0
+        self._stamp: float | None = None
+
+    def arrived(self, now: float) -> float:
+        """Count one arrival at `now`; the rate including it."""
+        if self._stamp is not None:
+            self._rate *= math.exp(-max(0.0, now - self._stamp) / self._tau_s)
+        self._stamp = now
+        self._rate += 1.0 / self._tau_s
+        return self._rate
+
+
+class _PathChoice:
+    """For one kind of request: whether the next goes as a request of its own (`single_path_favoured`)."""
+
+    def __init__(self, client: ZendeskClient, linger_s: float) -> None:
+        self._governor = client.governor
+        self._arrivals = Arrivals()
+        self._per_linger = 1.0 / max(linger_s, 1e-3)
+
+    def single(self, need: Need, queued: int) -> bool:
+        return single_path_favoured(
+            arrivals_per_s=self._arrivals.arrived(asyncio.get_running_loop().time()),
+            capacity_per_s=min(self._governor.capacity_per_s(need), self._per_linger),
+            queued=queued,
+            goes_now=self._governor.can_go_now(need),
+        )
 
 
 # ---------------------------------------------------------------------------------------- job polling
@@ -67,7 +121,12 @@ class _Job:
 
 
 class JobPoller:
-    """Polls every job in flight with one `show_many` request per round, each job on its own back-off."""
+    """Polls every job in flight with one `show_many` request per round, each job on its own back-off.
+
+    Rounds are at least `round_s` apart and take every job that has fallen due since the last: many jobs
+    in flight cost about one request per round, not one per job; a job waits at most a round more. By
+    default a round comes at most every second, and less often than a tenth of the account's budget
+    would allow (so at least 0.1 s apart where the budget is large)."""
 
     def __init__(
         self,
@@ -76,14 +135,24 @@ class JobPoller:
         stats: BulkStats,
         first_poll_s: float = 0.3,
         max_interval_s: float = 5.0,
+        round_s: float | None = None,
     ) -> None:
         self._client = client
         self._stats = stats
         self._first_poll_s = first_poll_s
         self._max_interval_s = max_interval_s
+        self._round_s = round_s
+        self._poll_need = need_for("GET", "/api/v2/job_statuses/show_many")
+        self._last_round = -math.inf
         self._jobs: dict[str, _Job] = {}
         self._added = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def _round(self) -> float:
+        if self._round_s is not None:
+            return self._round_s
+        share = 10.0 / self._client.governor.capacity_per_s(self._poll_need)
+        return min(MAX_ROUND_S, max(MIN_ROUND_S, share))
 
     def watch(self, job_id: str) -> asyncio.Future[Result]:
         """The job's final answer: `Ok({"results": [...]})`, or the failure every item gets."""
@@ -113,15 +182,15 @@ class JobPoller:
                 self._added.clear()
                 await self._added.wait()
                 continue
-            soonest = min(job.next_poll for job in self._jobs.values())
+            soonest = max(min(job.next_poll for job in self._jobs.values()), self._last_round + self._round())
             if soonest > loop.time():
                 self._added.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._added.wait(), timeout=soonest - loop.time())
                 continue
-            due = sorted(
-                (j for j in self._jobs.values() if j.next_poll <= loop.time()), key=lambda j: j.next_poll
-            )
+            now = loop.time()
+            due = sorted((j for j in self._jobs.values() if j.next_poll <= now), key=lambda j: j.next_poll)
+            self._last_round = loop.time()
             await self._poll_once(due[:MAX_ITEMS])
 
     async def _poll_once(self, due: list[_Job]) -> None:
@@ -249,7 +318,7 @@ def _items_of(results: Sequence[Any], count: int) -> list[Result]:
 
 
 class UserUpserts:
-    """`create_or_update` of users, through jobs of up to 100 when the single path has no budget."""
+    """`create_or_update` of users, through jobs of up to 100 unless the single path is favoured."""
 
     def __init__(
         self,
@@ -265,6 +334,7 @@ class UserUpserts:
         self._poller = poller
         self._stats = stats
         self._batcher: _Batcher[Mapping[str, Any]] = _Batcher(linger_s=linger_s, send=self._send)
+        self._choice = _PathChoice(client, linger_s)
         self._bulk_refused = False
 
     async def upsert(self, user: Mapping[str, Any]) -> Result:
@@ -272,8 +342,7 @@ class UserUpserts:
         single = need_for(
             "POST", "/api/v2/users/create_or_update", user_key=key if isinstance(key, str) else None
         )
-        idle = self._batcher.queued == 0 and self._client.governor.can_go_now(single)
-        if self._bulk_refused or (idle and not self._always):
+        if self._bulk_refused or (not self._always and self._choice.single(single, self._batcher.queued)):
             self._stats.single += 1
             return await self._client.create_or_update_user(user)
         return await self._batcher.submit(user)
@@ -313,7 +382,7 @@ class UserUpserts:
 
 
 class Memberships:
-    """Organization memberships, created through jobs of up to 100 when the single path has no budget."""
+    """Organization memberships, created through jobs of up to 100 unless the single path is favoured."""
 
     def __init__(
         self,
@@ -329,10 +398,11 @@ class Memberships:
         self._poller = poller
         self._stats = stats
         self._batcher: _Batcher[tuple[int, int]] = _Batcher(linger_s=linger_s, send=self._send)
+        self._choice = _PathChoice(client, linger_s)
 
     async def create(self, user_id: int, organization_id: int) -> Result:
         single = need_for("POST", "/api/v2/organization_memberships")
-        if not self._always and self._batcher.queued == 0 and self._client.governor.can_go_now(single):
+        if not self._always and self._choice.single(single, self._batcher.queued):
             self._stats.single += 1
             return await self._client.create_membership(user_id, organization_id)
         return await self._batcher.submit((user_id, organization_id))
@@ -361,13 +431,14 @@ class UserLookups:
         self._client = client
         self._stats = stats
         self._batcher: _Batcher[str] = _Batcher(linger_s=linger_s, send=self._send)
+        self._choice = _PathChoice(client, linger_s)
 
     async def find(self, external_id: str) -> Result:
         """`Ok({"users": [...]})` with the user whose external_id it is (or none), like users/search."""
         if "," in external_id:  # show_many's list is comma-separated: ask this one alone
             return await self._client.find_users_by_external_id(external_id)
         single = need_for("GET", "/api/v2/users/search")
-        if not self._always and self._batcher.queued == 0 and self._client.governor.can_go_now(single):
+        if not self._always and self._choice.single(single, self._batcher.queued):
             self._stats.single += 1
             return await self._client.find_users_by_external_id(external_id)
         return await self._batcher.submit(external_id)

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import random
 import re
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -217,6 +217,7 @@ class Governor:
         self._jobs_total = MAX_JOBS
         self._jobs_paused_until = 0.0  # TooManyJobs: someone's jobs fill the account's 30
         self._waiters: deque[_Waiter] = deque()
+        self._shared_waited: Counter[str] = Counter()  # waiters per shared bucket (and the job slots)
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self.stats = GovernorStats()
@@ -234,6 +235,8 @@ class Governor:
         loop = asyncio.get_running_loop()
         waiter = _Waiter(need, loop.create_future())
         self._waiters.append(waiter)
+        for name in _shared(need):
+            self._shared_waited[name] += 1
         for name in need.buckets:
             self.stats.waits[_family(name)] = self.stats.waits.get(_family(name), 0) + 1
         self._ensure_dispatcher()
@@ -243,8 +246,8 @@ class Governor:
             await waiter.granted
         finally:
             self.stats.waited_s += self._now() - started
-            if not waiter.granted.done():
-                self._waiters.remove(waiter)
+            if not waiter.granted.done() and waiter in self._waiters:
+                self._remove(waiter)
 
     def answered(
         self,
@@ -316,6 +319,14 @@ class Governor:
         now = self._now()
         return not self._waiters and all(self._bucket(n).wait_s(now) == 0 for n in need.buckets)
 
+    def capacity_per_s(self, need: Need) -> float:
+        """The steady rate, requests per second, at which requests with `need` can go: the slowest of its
+        shared buckets (a key's own bucket limits that key, not the path)."""
+        if not self.enabled:
+            return float("inf")
+        shared = [self._bucket(n).rate for n in need.buckets if not n.startswith(("user:", "organization:"))]
+        return min(shared, default=float("inf"))
+
     def remaining(self) -> dict[str, float]:
         """Each shared bucket's tokens now (for metrics)."""
         now = self._now()
@@ -342,8 +353,10 @@ class Governor:
             blocked: set[str] = set()
             for waiter in list(self._waiters):
                 if waiter.granted.done():  # cancelled meanwhile
-                    self._waiters.remove(waiter)
+                    self._remove(waiter)
                     continue
+                if blocked and blocked >= self._shared_waited.keys():
+                    break  # every waiter needs a bucket that is empty: no one further on can go
                 if any(name in blocked for name in waiter.need.buckets):
                     continue
                 delays = {name: self._bucket(name).wait_s(now) for name in waiter.need.buckets}
@@ -351,9 +364,11 @@ class Governor:
                 if waiter.need.job_slot and self._jobs_free > 0 and not slot_free:
                     pause = self._jobs_paused_until - now
                     soonest = pause if soonest is None else min(soonest, pause)
+                if waiter.need.job_slot and not slot_free:
+                    blocked.add(INFLIGHT_JOBS)
                 if slot_free and all(d == 0 for d in delays.values()):
                     self._take(waiter.need, now)
-                    self._waiters.remove(waiter)
+                    self._remove(waiter)
                     waiter.granted.set_result(None)
                     continue
                 for name, delay in delays.items():
@@ -368,6 +383,13 @@ class Governor:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=soonest)
+
+    def _remove(self, waiter: _Waiter) -> None:
+        self._waiters.remove(waiter)
+        for name in _shared(waiter.need):
+            self._shared_waited[name] -= 1
+            if not self._shared_waited[name]:
+                del self._shared_waited[name]
 
     def _job_slot_wait(self, now: float) -> float:
         """0 when a job slot is free now; else how long a pause lasts (inf: until a job of ours ends)."""
@@ -436,6 +458,13 @@ class Governor:
             return None
         keyed = [n for n in need.buckets if n.startswith(keyed_prefix)]
         return self._bucket(keyed[0]) if keyed else None
+
+
+def _shared(need: Need) -> list[str]:
+    """The buckets of `need` that other requests share (its key's own bucket is not one), and the job
+    slots when it needs one."""
+    shared = [name for name in need.buckets if not name.startswith(("user:", "organization:"))]
+    return [*shared, INFLIGHT_JOBS] if need.job_slot else shared
 
 
 def _family(name: str) -> str:
