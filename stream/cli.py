@@ -8,14 +8,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from stream import __version__
-from stream.environment import check_environment
+from stream.environment import ENVIRONMENT, check_environment
 from stream.errors import ConfigError, StreamError, ZendeskConfigError
 from stream.kafka.config import kafka_settings_from_env
 from stream.observability import configure_logging
+from stream.zendesk.governor import ACCOUNT_CREATE_UPDATE_PER_S, MAX_JOBS, PER_KEY_RPM, PLANS
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -25,6 +27,28 @@ Reads Segment events (identify, track, group) from Kafka and applies them to Zen
 Zendesk destination does: users, organizations, custom fields, memberships and Sunshine events.
 Configuration comes from the environment (KAFKA_*, STREAM_*, ZENDESK_*); see README.md.
 """
+
+
+def _settings_help() -> str:
+    """The settings with their defaults, for `run --help` (the contract's own words)."""
+    width = max(len(name) for name in ENVIRONMENT)
+    lines = [f"  {name.ljust(width)}  {meaning}" for name, meaning in ENVIRONMENT.items()]
+    plans = ", ".join(
+        f"{plan} {support}/{events}" for plan, (support, events) in PLANS.items() if plan != "unlimited"
+    )
+    governor = (
+        f"Rate governor defaults, requests/min of the Support API/Events API by ZENDESK_PLAN: {plans}. "
+        f"create_or_update user: {ACCOUNT_CREATE_UPDATE_PER_S}/s per account, {PER_KEY_RPM}/min per user; "
+        f"organization updates {PER_KEY_RPM}/min each; at most {MAX_JOBS} bulk jobs queued or running. "
+        "Zendesk's rate-limit headers correct these once it answers; a 429 pauses its bucket for "
+        "Retry-After plus jitter."
+    )
+    return (
+        "settings (environment; other KAFKA_* variables go to librdkafka):\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + textwrap.fill(governor, width=100)
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
             "to the dead-letter topic with the reason in their headers. SIGTERM or SIGINT stops taking "
             "work, lets in-flight events finish within STREAM_SHUTDOWN_DEADLINE_S, commits and exits 0."
         ),
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument(
         "--exit-at-end",
