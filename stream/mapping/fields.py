@@ -9,8 +9,12 @@ Rules (docs/semantics.md, "Identify → user upsert", shared by organization fie
   float → decimal, ISO-8601 date or date-time string → date, any other string → text.
 - Arrays are sent only to an existing multiselect field; objects are never sent; ``null`` clears an existing
   field and means nothing for a field that does not exist.
-- Values are always JSON-serialisable: NaN and ±Infinity are dropped, integers sent to integer fields fit in a
+- Values are always JSON-serialisable: NaN and ±Infinity are dropped, integers sent to lookup fields fit in a
   signed 64-bit integer.
+- Values stay within Zendesk's size limits (docs/zendesk-api.md §12): text at most 65,536 characters, an
+  option tag at most 255, integer and decimal fields at most 12 digits before the point, and all of one
+  record's custom field values together at most `MAX_FIELD_VALUES_BYTES` of JSON (the largest go first).
+  Over a limit the value is dropped (`VALUE_TOO_LARGE`, `NUMBER_OUT_OF_RANGE`), never cut.
 """
 
 from __future__ import annotations
@@ -24,12 +28,18 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final
 
+import orjson
+
 from stream.mapping.keys import to_snake_case
 
 __all__ = [
     "AUTO_CREATED_MARKER",
     "INT64_MAX",
     "INT64_MIN",
+    "MAX_FIELD_NUMBER",
+    "MAX_FIELD_VALUES_BYTES",
+    "MAX_OPTION_CHARS",
+    "MAX_TEXT_CHARS",
     "DropReason",
     "Dropped",
     "FieldKind",
@@ -47,6 +57,14 @@ __all__ = [
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
+
+# Zendesk's limits for user and organization custom field values (docs/zendesk-api.md §12.1, §12.4).
+MAX_TEXT_CHARS: Final = 65_536  # text and multi-line fields, documented
+MAX_OPTION_CHARS: Final = 255  # a dropdown option's tag, documented; multiselect inferred the same
+MAX_FIELD_NUMBER: Final = 999_999_999_999  # "can't exceed 12 digits", documented for integer fields
+# One user or organization record: 128 KiB is the only per-record figure Zendesk gives (its bulk importer's
+# row); 8 KiB of it is left to the standard attributes, which are short.
+MAX_FIELD_VALUES_BYTES: Final = 120 * 1024
 
 # Written into the description of every field this service creates, so that the executor can tell which
 # existing fields count against the `maxAutoCreatedFields` cap, across restarts and replicas.
@@ -83,7 +101,8 @@ class DropReason(StrEnum):
     ARRAY_NEEDS_MULTISELECT = "array_needs_multiselect"
     TYPE_MISMATCH = "type_mismatch"  # cannot be coerced to the existing field's type
     NOT_FINITE = "not_finite"  # NaN or ±Infinity
-    NUMBER_OUT_OF_RANGE = "number_out_of_range"  # an integer outside int64 for an integer field
+    NUMBER_OUT_OF_RANGE = "number_out_of_range"  # over 12 digits (number field); beyond int64 (lookup)
+    VALUE_TOO_LARGE = "value_too_large"  # longer than Zendesk takes (text, option tag, the record's values)
     NOT_AN_OPTION = "not_an_option"  # not one of a dropdown/multiselect field's options
     FIELD_NOT_FOUND = "field_not_found"  # no such field and autoCreateFields is off
     FIELD_CAP_REACHED = "field_cap_reached"  # maxAutoCreatedFields reached
@@ -274,9 +293,7 @@ def _to_decimal(value: object) -> int | float | DropReason:
     if isinstance(value, bool):
         return DropReason.TYPE_MISMATCH
     if isinstance(value, int):
-        if INT64_MIN <= value <= INT64_MAX:
-            return value
-        return DropReason.NUMBER_OUT_OF_RANGE
+        return value if -MAX_FIELD_NUMBER <= value <= MAX_FIELD_NUMBER else DropReason.NUMBER_OUT_OF_RANGE
     number: float
     if isinstance(value, float):
         number = value
@@ -287,12 +304,14 @@ def _to_decimal(value: object) -> int | float | DropReason:
             return DropReason.TYPE_MISMATCH
     else:
         return DropReason.TYPE_MISMATCH
-    return number if math.isfinite(number) else DropReason.NOT_FINITE
+    if not math.isfinite(number):
+        return DropReason.NOT_FINITE
+    return number if abs(number) < MAX_FIELD_NUMBER + 1 else DropReason.NUMBER_OUT_OF_RANGE
 
 
 def _to_text(value: object) -> str | DropReason:
     if isinstance(value, str):
-        return value
+        return value if len(value) <= MAX_TEXT_CHARS else DropReason.VALUE_TOO_LARGE
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -331,7 +350,7 @@ def _option_value(value: object, known: KnownField) -> str | DropReason:
         return DropReason.TYPE_MISMATCH
     text = str(value)
     if known.options is None:
-        return text
+        return text if len(text) <= MAX_OPTION_CHARS else DropReason.VALUE_TOO_LARGE
     for option in known.options:
         if option.value == text:
             return option.value
@@ -371,7 +390,11 @@ def coerce_value(value: object, known: KnownField) -> object:
     converted: object
     if kind == FieldType.CHECKBOX:
         converted = _to_checkbox(value)
-    elif kind in (FieldType.INTEGER, FieldType.LOOKUP):
+    elif kind == FieldType.INTEGER:
+        converted = _to_int(value)
+        if isinstance(converted, int) and not -MAX_FIELD_NUMBER <= converted <= MAX_FIELD_NUMBER:
+            converted = DropReason.NUMBER_OUT_OF_RANGE
+    elif kind == FieldType.LOOKUP:  # a record id: any signed 64-bit integer
         converted = _to_int(value)
     elif kind == FieldType.DECIMAL:
         converted = _to_decimal(value)
@@ -470,7 +493,7 @@ def plan_fields(
                 continue
             field_info = KnownField(key=key, type=inferred)
             coerced = coerce_value(value, field_info)
-            if isinstance(coerced, DropReason):  # pragma: no cover - the inferred type always accepts it
+            if isinstance(coerced, DropReason):  # the inferred type takes it unless it is too large
                 lost.append(dropped(original, coerced))
                 continue
             create.append((key, inferred))
@@ -484,4 +507,38 @@ def plan_fields(
             lost.append(dropped(original, coerced))
             continue
         values[key] = coerced
+    too_large = _over_record_budget(values)
+    for key in too_large:
+        del values[key]
+        lost.append(dropped(chosen[key][0], DropReason.VALUE_TOO_LARGE))
+    if too_large:
+        create = [(key, field_type) for key, field_type in create if key in values]
     return FieldPlan(values=values, create=tuple(create), dropped=tuple(lost))
+
+
+# JSON spends at most 6 bytes on a character (a control character's \u escape) and a few on the key and
+# punctuation: values under this many characters in all cannot exceed the budget, and need no encoding.
+_SURELY_WITHIN_CHARS: Final = MAX_FIELD_VALUES_BYTES // 6 - 1024
+
+
+def _chars(value: object) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):  # a multiselect's tags
+        return sum(len(item) + 3 for item in value)
+    return 24  # a number, a boolean, null
+
+
+def _over_record_budget(values: Mapping[str, object]) -> list[str]:
+    """The keys to leave out so that the values fit `MAX_FIELD_VALUES_BYTES` of JSON: the largest first."""
+    if sum(map(_chars, values.values())) + 16 * len(values) <= _SURELY_WITHIN_CHARS:
+        return []
+    sizes = {key: len(orjson.dumps(value)) + len(key) + 4 for key, value in values.items()}
+    total = sum(sizes.values())
+    leave_out: list[str] = []
+    for key in sorted(sizes, key=lambda k: sizes[k], reverse=True):
+        if total <= MAX_FIELD_VALUES_BYTES:
+            break
+        leave_out.append(key)
+        total -= sizes[key]
+    return leave_out

@@ -5,7 +5,8 @@
     UserLookups     users/show_many?external_ids=      lookups of up to 100 users by external_id
     JobPoller       job_statuses/show_many             every job in flight, polled together with back-off
 
-A batch goes out when it is full or `linger_s` after its first item. The single request goes instead when
+A batch goes out when it is full (100 items, or a user job at `MAX_JOB_BYTES` of JSON) or `linger_s` after
+its first item. The single request goes instead when
 the budget favours it (`single_path_favoured`): requests of this kind arrive more slowly than the single
 path's narrowest bucket refills and than one per linger (so a batch would carry one item anyway),
 nothing is queued, and the request would go out at once. Light traffic keeps its latency and spends
@@ -27,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
+import orjson
 import structlog
 
 from stream.errors import ZendeskConfigError
@@ -44,6 +46,10 @@ from stream.zendesk.governor import Need, need_for
 log = structlog.get_logger("stream.zendesk.bulk")
 
 MAX_ITEMS: Final = 100
+# A job's body stays under this (docs/zendesk-api.md §12.4: Zendesk documents no limit but answers 413 to
+# large bodies; 1 MiB is the ceiling we propose). Ordinary users are a few hundred bytes: only records with
+# large custom field values ever split a job early.
+MAX_JOB_BYTES: Final = 1 << 20
 TERMINAL: Final = frozenset({"completed", "failed", "killed"})
 MIN_ROUND_S: Final = 0.1
 MAX_ROUND_S: Final = 1.0
@@ -233,12 +239,41 @@ class _Item(Generic[T]):
     answer: asyncio.Future[Result]
 
 
-class _Batcher(Generic[T]):
-    """Collects items into batches of up to 100 that go out full or `linger_s` after their first item."""
+def json_size_bound(value: object) -> int:
+    """An upper bound of `value`'s size as JSON, in bytes: exact for large values, cheap for small ones."""
+    estimate = _chars(value)
+    if estimate * 6 <= 4096:  # 6 bytes a character at worst (a \u escape)
+        return estimate * 6
+    return len(orjson.dumps(value))
 
-    def __init__(self, *, linger_s: float, send: Callable[[list[_Item[T]]], Awaitable[None]]) -> None:
+
+def _chars(value: object) -> int:
+    if isinstance(value, str):
+        return len(value) + 2
+    if isinstance(value, Mapping):
+        return sum(len(str(k)) + 4 + _chars(v) for k, v in value.items()) + 2
+    if isinstance(value, list | tuple):
+        return sum(_chars(v) + 1 for v in value) + 2
+    return 24
+
+
+class _Batcher(Generic[T]):
+    """Collects items into batches that go out full (`MAX_ITEMS`, or `max_bytes` by `size_of`) or
+    `linger_s` after their first item."""
+
+    def __init__(
+        self,
+        *,
+        linger_s: float,
+        send: Callable[[list[_Item[T]]], Awaitable[None]],
+        size_of: Callable[[T], int] | None = None,
+        max_bytes: int = MAX_JOB_BYTES,
+    ) -> None:
         self._linger_s = linger_s
         self._send = send
+        self._size_of = size_of
+        self._max_bytes = max_bytes
+        self._open_bytes = 0
         self._open: list[_Item[T]] = []
         self._timer: asyncio.Handle | None = None
         self._sending: set[asyncio.Task[None]] = set()
@@ -250,8 +285,15 @@ class _Batcher(Generic[T]):
     async def submit(self, payload: T) -> Result:
         loop = asyncio.get_running_loop()
         item = _Item(payload, loop.create_future())
+        if self._size_of is not None:
+            size = self._size_of(payload)
+            if self._open and self._open_bytes + size > self._max_bytes:
+                self._flush()
+            self._open_bytes += size
         self._open.append(item)
-        if len(self._open) >= MAX_ITEMS:
+        if len(self._open) >= MAX_ITEMS or (
+            self._size_of is not None and self._open_bytes >= self._max_bytes
+        ):
             self._flush()
         elif self._timer is None:
             self._timer = loop.call_later(self._linger_s, self._flush)
@@ -261,9 +303,8 @@ class _Batcher(Generic[T]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self._open = self._open[:MAX_ITEMS], self._open[MAX_ITEMS:]
-        if self._open:
-            self._timer = asyncio.get_running_loop().call_soon(self._flush)
+        # Every submit flushes at the limits, so the open batch is never more than one batch.
+        batch, self._open, self._open_bytes = self._open, [], 0
         if batch:
             task = asyncio.ensure_future(self._deliver(batch))
             self._sending.add(task)
@@ -333,7 +374,9 @@ class UserUpserts:
         self._client = client
         self._poller = poller
         self._stats = stats
-        self._batcher: _Batcher[Mapping[str, Any]] = _Batcher(linger_s=linger_s, send=self._send)
+        self._batcher: _Batcher[Mapping[str, Any]] = _Batcher(
+            linger_s=linger_s, send=self._send, size_of=json_size_bound
+        )
         self._choice = _PathChoice(client, linger_s)
         self._bulk_refused = False
 

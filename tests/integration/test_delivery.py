@@ -233,6 +233,37 @@ async def test_identify_custom_fields_are_created_with_inferred_types_before_the
     assert values == {"plan": "premium", "logins": 5, "score": 1.5, "vip": True}
 
 
+async def test_identify_trait_over_zendesks_size_limit_is_left_out_and_the_rest_is_written(
+    sim: RunningSimulator,
+) -> None:
+    traits = {"name": "Peter", "email": "peter@example.com", "plan": "premium", "essay": "x" * 100_000}
+    async with destination(sim) as dest:
+        assert isinstance(await deliver(dest, identify("u1", **traits)), Delivered)
+        assert dest.counters.traits_dropped == {"value_too_large": 1}
+    assert {f["key"] for f in sim.control.state()["user_fields"]} == {"plan"}
+    assert users_by_external_id(sim)["u1"]["user_fields"] == {"plan": "premium"}
+
+
+async def test_identify_users_with_large_values_split_a_bulk_job_by_its_size(sim: RunningSimulator) -> None:
+    async with destination(sim) as dest:
+        assert isinstance(await deliver(dest, identify("u0", name="Seed", bio="b", about="a")), Delivered)
+        # 12 users of 110 KB each (two text fields of 55,000 characters, each within Zendesk's 65,536 and
+        # together within a record's budget) are 1.3 MB: over the 1 MiB a job may carry, so two jobs.
+        big = "x" * 55_000
+        users = [identify(f"u{n}", name=f"User {n}", bio=big, about=big) for n in range(1, 13)]
+        outcomes = await asyncio.gather(*(deliver(dest, user) for user in users))
+    assert all(isinstance(outcome, Delivered) for outcome in outcomes)
+    stored = users_by_external_id(sim)
+    assert all(stored[f"u{n}"]["user_fields"] == {"bio": big, "about": big} for n in range(1, 13))
+    if PATH.get() == "bulk":
+        posts = [
+            r
+            for r in sim.control.requests()
+            if r["method"] == "POST" and r["path"].endswith("/create_or_update_many")
+        ]
+        assert len(posts) >= 3  # the seed's job, then at least two for the twelve
+
+
 async def test_identify_field_created_meanwhile_by_another_replica_is_reused_with_its_type(
     sim: RunningSimulator,
 ) -> None:
