@@ -26,7 +26,7 @@ ENVIRONMENT: dict[str, str] = {
     "ZENDESK_PLAN": "the account's plan: its rate limits until Zendesk's headers tell (enterprise)",
     "ZENDESK_RATE_BUDGET": "share of the account's limits to use (0.6) or requests per minute (400rpm); 1.0",
     "STREAM_MAX_IN_FLIGHT": "events started and not yet committed, across keys (default 2000)",
-    "STREAM_BULK": "auto (jobs when the single path has no budget, the default), always, or off",
+    "STREAM_BULK": "auto (one request while light and a token is free, else jobs; default), always, off",
     "STREAM_BULK_LINGER_MS": "the longest a bulk batch waits to fill, in milliseconds (default 250)",
     "STREAM_COALESCE": "merge consecutive identifies of one user waiting in its lane (default true)",
     "STREAM_UNCHANGED_TTL_S": "remember writes this long to skip ones that change nothing; 0: off (3600)",
