@@ -13,8 +13,8 @@ from pathlib import Path
 from stream.delivery import DeliveryOptions
 from stream.engine.backpressure import BackPressure
 from stream.engine.breaker import CircuitBreaker
+from stream.engine.options import EngineOptions, Topics
 from stream.engine.retry import RetryPolicy
-from stream.engine.runner import EngineOptions, Topics
 from stream.errors import ConfigError
 from stream.kafka.config import KafkaSettings, kafka_settings_from_env
 from stream.kafka.consumer import ConsumerOptions

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from confluent_kafka import Producer
 
 from stream.config import engine_options_from_env, load_config
-from stream.engine.runner import Stats
+from stream.engine.stats import Stats
 from stream.errors import ConfigError
 from stream.events import event_key
 from stream.kafka.admin import KafkaAdmin

@@ -16,7 +16,9 @@ import structlog
 
 from stream.config import Config
 from stream.delivery import DeliveryOptions, Destination
-from stream.engine.runner import Engine, EngineOptions, Stats
+from stream.engine.options import EngineOptions
+from stream.engine.runner import Engine
+from stream.engine.stats import Stats
 from stream.errors import ConfigError, FieldsUnavailable
 from stream.kafka.admin import KafkaAdmin
 from stream.kafka.consumer import ConsumerOptions

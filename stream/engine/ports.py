@@ -1,4 +1,5 @@
-"""The engine's two seams to Kafka, as small Protocols: where records come from and where copies go.
+"""The engine's seams, as small Protocols: where records come from and where copies go (Kafka), and
+what turns records into Zendesk writes (the processor, `stream.delivery.Destination`).
 
 `stream.kafka` implements them on confluent-kafka (`KafkaSource`, `AsyncProducer`); unit tests drive
 the real engine over in-memory implementations (tests/support/memory.py) with a virtual clock.
@@ -14,11 +15,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from stream.engine.records import InboundRecord
+from stream.outcomes import Outcome
 
 Partition = tuple[str, int]  # topic, partition number
+P = TypeVar("P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +108,22 @@ class DurableProducer(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class Processor(Protocol[P]):
+    """Turns records into Zendesk operations and sends them. What an attempt leaves behind (`P`, e.g. the
+    plan and the index of the next operation) comes back to the next attempt of the same work, so it
+    resumes after the steps that already succeeded."""
+
+    def lane_key(self, record: InboundRecord) -> str | None:
+        """The record's ordering key (order rule 1)."""
+        ...
+
+    def joins(self, work: Sequence[InboundRecord], follower: InboundRecord) -> bool:
+        """Whether `follower`, waiting right behind `work` (a head and what it carries so far) in its
+        lane, is carried with it as one piece of work (consecutive identifies of one user: one upsert)."""
+        ...
+
+    async def process(self, records: Sequence[InboundRecord], resume: P | None) -> tuple[Outcome, P | None]:
+        """One attempt at a piece of work: a record, or a head with the followers it carries."""
+        ...

@@ -5,8 +5,9 @@ This module only wires the parts, each of which keeps its own rules:
 - `commits`: what is committed and when (the commit rules, numbered there);
 - `retry`: what becomes of a record after an attempt; `parking`: keys that wait in the retry path;
 - `copies`: the retry and dead-letter copies; `breaker`: when to stop; `backpressure`: when to pause;
-- `end`: when `--exit-at-end` has caught up;
-- `ports`: the Kafka seams (`stream.kafka` implements them; tests use in-memory ones).
+- `end`: when `--exit-at-end` has caught up; `stats`: the counters and the periodic summary;
+- `ports`: the seams: Kafka (`stream.kafka` implements them; tests use in-memory ones) and the
+  processor (`stream.delivery`); `options`: the names and knobs the engine is given.
 
 The source feeds two kinds of partitions: input partitions from the consumer group, and the retry
 partitions with the same numbers, assigned here by hand, so a key's retry records and its new events
@@ -21,22 +22,21 @@ import copy
 import random
 import signal
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 
-from stream.engine.backpressure import BackPressure
-from stream.engine.breaker import BreakerWindow, CircuitBreaker
+from stream.engine.breaker import BreakerWindow
 from stream.engine.commits import CommitGate, OffsetBook
 from stream.engine.copies import Copies, DeadLettered, Written
 from stream.engine.end import EndTargets
 from stream.engine.lanes import LaneId, Lanes
+from stream.engine.options import EngineOptions, Topics
 from stream.engine.parking import ParkedKeys
-from stream.engine.ports import CommitOffsets, DurableProducer, Partition, Source
+from stream.engine.ports import CommitOffsets, DurableProducer, Partition, Processor, Source
 from stream.engine.records import (
     Failure,
     InboundRecord,
@@ -49,11 +49,11 @@ from stream.engine.retry import (
     Decision,
     Finish,
     RetryAt,
-    RetryPolicy,
     ToDeadLetter,
     ToRetryTopic,
     parked_behind,
 )
+from stream.engine.stats import Stats
 from stream.errors import CircuitOpen, FatalError, SourceFailed
 from stream.outcomes import DeadLetter, Delivered, Outcome, RetryReason, Skipped, Transient
 
@@ -62,89 +62,6 @@ log = structlog.get_logger("stream.engine")
 EXIT_OK = 0
 EXIT_FATAL = 1
 P = TypeVar("P")
-
-
-class Processor(Protocol[P]):
-    """Turns records into Zendesk operations and sends them. What an attempt leaves behind (`P`, e.g. the
-    plan and the index of the next operation) comes back to the next attempt of the same work, so it
-    resumes after the steps that already succeeded."""
-
-    def lane_key(self, record: InboundRecord) -> str | None:
-        """The record's ordering key (order rule 1)."""
-        ...
-
-    def joins(self, work: Sequence[InboundRecord], follower: InboundRecord) -> bool:
-        """Whether `follower`, waiting right behind `work` (a head and what it carries so far) in its
-        lane, is carried with it as one piece of work (consecutive identifies of one user: one upsert)."""
-        ...
-
-    async def process(self, records: Sequence[InboundRecord], resume: P | None) -> tuple[Outcome, P | None]:
-        """One attempt at a piece of work: a record, or a head with the followers it carries."""
-        ...
-
-
-@dataclass(frozen=True, kw_only=True)
-class Topics:
-    """The names the engine works with; the source and producer know how to reach them."""
-
-    input: str
-    retry: str
-    dlq: str
-    group: str
-    starts_at_end: bool = False  # auto.offset.reset=latest: a new group skips what exists at start-up
-
-    @property
-    def retry_group(self) -> str:
-        return f"{self.group}.retry"
-
-
-@dataclass(frozen=True, kw_only=True)
-class EngineOptions:
-    # Work started and not yet committed, across keys. High enough that hundreds of keys can wait on a
-    # filling bulk job; it also bounds what a crash makes the next owner repeat (commit rule 6).
-    max_in_flight: int = 2_000
-    max_carried: int = 100  # followers a lane head may carry (`Processor.joins`)
-    commit_interval_s: float = 0.01
-    shutdown_deadline_s: float = 30.0
-    revoke_deadline_s: float = 20.0
-    summary_interval_s: float = 30.0  # the periodic info line
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
-    back_pressure: BackPressure = field(default_factory=BackPressure)
-
-
-@dataclass
-class Stats:
-    """Counters for the summary and the metrics endpoint."""
-
-    received: int = 0
-    delivered: int = 0
-    operations: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    dead_lettered: Counter[str] = field(default_factory=Counter)
-    retried_in_place: int = 0
-    already_done: int = 0  # finished by an earlier owner, read again after a crash or a hand-over
-    sent_to_retry: Counter[str] = field(default_factory=Counter)
-    foreign_retries: int = 0  # retry records another consumer group wrote: not ours to act on
-    max_in_flight_seen: int = 0
-
-    @property
-    def settled(self) -> int:
-        """Input records that reached an end: delivered, skipped or dead-lettered."""
-        return self.delivered + self.skipped.total() + self.dead_lettered.total()
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "received": self.received,
-            "delivered": self.delivered,
-            "operations": self.operations,
-            "skipped": dict(self.skipped),
-            "dead_lettered": dict(self.dead_lettered),
-            "retried_in_place": self.retried_in_place,
-            "already_done": self.already_done,
-            "sent_to_retry": dict(self.sent_to_retry),
-            "max_in_flight_seen": self.max_in_flight_seen,
-        }
 
 
 @dataclass
@@ -267,16 +184,9 @@ class Engine(Generic[P]):
 
     def _log_summary(self, before: Stats, seconds: float) -> None:
         """The periodic info line: what happened since the last one, and the rate."""
-        now = self.stats
-        settled = now.settled - before.settled
         log.info(
             "progress",
-            events_per_s=round(settled / seconds, 1) if seconds > 0 else None,
-            received=now.received - before.received,
-            delivered=now.delivered - before.delivered,
-            skipped=dict(now.skipped - before.skipped),
-            dead_lettered=dict(now.dead_lettered - before.dead_lettered),
-            sent_to_retry=dict(now.sent_to_retry - before.sent_to_retry),
+            **self.stats.since(before, seconds),
             in_flight=len(self._tasks),
             buffered=sum(self._book.buffered().values()),
             parked_keys=len(self._parked),

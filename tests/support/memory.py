@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from stream.engine.options import Topics
 from stream.engine.ports import CommitOffsets, Partition, Position, SourceHandler
 from stream.engine.records import GROUP_HEADER, InboundRecord
-from stream.engine.runner import Topics
 from stream.errors import ProduceFailed, RecordTooLarge
 from stream.outcomes import Delivered, Outcome
 

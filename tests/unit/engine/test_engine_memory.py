@@ -8,9 +8,10 @@ import random
 
 from stream.engine.backpressure import BackPressure
 from stream.engine.offsets import decode_finished
+from stream.engine.options import EngineOptions, Topics
 from stream.engine.records import InboundRecord
 from stream.engine.retry import RetryPolicy
-from stream.engine.runner import Engine, EngineOptions, Topics
+from stream.engine.runner import Engine
 from stream.outcomes import Delivered, Outcome, Transient
 from tests.support.memory import (
     MemoryBroker,
