@@ -26,9 +26,10 @@ class Topics:
 
 @dataclass(frozen=True, kw_only=True)
 class EngineOptions:
-    # Work started and not yet committed, across keys. High enough that hundreds of keys can wait on a
-    # filling bulk job; it also bounds what a crash makes the next owner repeat (commit rule 6).
-    max_in_flight: int = 2_000
+    # Work started and not yet committed, across keys: enough to fill all 30 job slots Zendesk allows
+    # with jobs of 100 (slow jobs need them all); it also bounds what a crash makes the next owner
+    # repeat (commit rule 6).
+    max_in_flight: int = 3_000
     max_carried: int = 100  # followers a lane head may carry (`Processor.joins`)
     commit_interval_s: float = 0.01
     shutdown_deadline_s: float = 30.0

@@ -127,10 +127,11 @@ class _Job:
 
 
 class JobPoller:
-    """Polls every job in flight with one `show_many` request per round, each job on its own back-off.
+    """Polls the jobs in flight with one `show_many` request per round, each job on its own back-off.
 
-    Rounds are at least `round_s` apart and take every job that has fallen due since the last: many jobs
-    in flight cost about one request per round, not one per job; a job waits at most a round more. By
+    A round comes when some job is due, at least `round_s` after the last, and asks about every job in
+    flight (up to 100): many jobs cost about one request per round, not one per job, and a job is seen
+    done at most a round after it ends, however long it ran. By
     default a round comes at most every second, and less often than a tenth of the account's budget
     would allow (so at least 0.1 s apart where the budget is large)."""
 
@@ -194,10 +195,11 @@ class JobPoller:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._added.wait(), timeout=soonest - loop.time())
                 continue
-            now = loop.time()
-            due = sorted((j for j in self._jobs.values() if j.next_poll <= now), key=lambda j: j.next_poll)
+            # A round asks about every job in flight, not only those due: one more id in the request
+            # costs nothing, and a slow job is then seen done within a round, not within its back-off.
+            jobs = sorted(self._jobs.values(), key=lambda j: j.next_poll)
             self._last_round = loop.time()
-            await self._poll_once(due[:MAX_ITEMS])
+            await self._poll_once(jobs[:MAX_ITEMS])
 
     async def _poll_once(self, due: list[_Job]) -> None:
         loop = asyncio.get_running_loop()
@@ -211,8 +213,9 @@ class JobPoller:
             if state in TERMINAL and status is not None:
                 self._finish(job, status)
                 continue
-            job.interval = min(self._max_interval_s, job.interval * 1.5)
-            job.next_poll = loop.time() + job.interval
+            if job.next_poll <= loop.time():  # asked when due: back off; asked along with others: keep
+                job.interval = min(self._max_interval_s, job.interval * 1.5)
+                job.next_poll = loop.time() + job.interval
 
     def _finish(self, job: _Job, status: Mapping[str, Any]) -> None:
         del self._jobs[job.id]
