@@ -55,6 +55,7 @@ from stream.engine.retry import (
 )
 from stream.engine.stats import Stats
 from stream.errors import CircuitOpen, FatalError, SourceFailed
+from stream.handover import Interruptible, begin, interruptible
 from stream.outcomes import DeadLetter, Delivered, Outcome, RetryReason, Skipped, Transient
 
 log = structlog.get_logger("stream.engine")
@@ -105,6 +106,7 @@ class Engine(Generic[P]):
         self._paused: set[Partition] = set()
         self._tasks: dict[LaneId, asyncio.Task[None]] = {}
         self._heads: dict[LaneId, _Head[P]] = {}
+        self._interruptible: dict[LaneId, Interruptible] = {}  # of the running work (stream.handover)
         self._parked = ParkedKeys()
         self._breaker = BreakerWindow()
         self._copies = Copies(
@@ -248,8 +250,15 @@ class Engine(Generic[P]):
         self._lanes.hold(both)
         assert self._gate is not None
         self._gate.open()
-        running = [task for lane, task in self._tasks.items() if lane.source in both]
-        await self._finish_running(running, self._options.revoke_deadline_s)
+        running = {lane: task for lane, task in self._tasks.items() if lane.source in both}
+        # Work only waiting (for a token, for a commit) has sent nothing of its current step: hand it
+        # over at once. The rest has a request out and finishes first, so its next owner repeats nothing.
+        waiting = [lane for lane in running if self._interruptible[lane].now]
+        for lane in waiting:
+            running[lane].cancel()
+        if waiting:
+            log.info("handing over work that was waiting", records=len(waiting))
+        await self._finish_running(list(running.values()), self._options.revoke_deadline_s)
         offsets = self._book.candidates(owned)
         retry_offsets = self._book.candidates(retry_parts)
         if retry_offsets:
@@ -361,6 +370,7 @@ class Engine(Generic[P]):
 
     async def _attempt(self, lane: LaneId, record: InboundRecord) -> None:
         partition = (record.topic, record.partition)
+        self._interruptible[lane] = begin()
         head = self._heads.get(lane)
         if head is None:
             head = self._heads[lane] = _Head(
@@ -377,7 +387,8 @@ class Engine(Generic[P]):
                 # The slot stays taken until a commit records the finish (commit rule 6). A partition
                 # being revoked or shut down is committed by that step instead.
                 if not self._lanes.is_held(partition):
-                    await self._gate.recorded()
+                    with interruptible():
+                        await self._gate.recorded()
         except asyncio.CancelledError:
             raise  # abandoned: not finished, not committed; the next owner reads it again
         except FatalError as err:  # commit rule 7
@@ -385,6 +396,7 @@ class Engine(Generic[P]):
             return
         finally:
             self._tasks.pop(lane, None)
+            self._interruptible.pop(lane, None)
         if partition not in self._book.partitions:  # no longer ours
             return
         if retry_at is None:

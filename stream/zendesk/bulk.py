@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -169,7 +170,8 @@ class JobPoller:
         )
         self._jobs[job_id] = job
         if self._task is None or self._task.done():
-            self._task = loop.create_task(self._poll(), name="job-poller")
+            # A context of its own: the poller serves every job, not the work that happened to start it.
+            self._task = loop.create_task(self._poll(), name="job-poller", context=contextvars.Context())
         self._added.set()
         return job.done
 
@@ -309,7 +311,8 @@ class _Batcher(Generic[T]):
         # Every submit flushes at the limits, so the open batch is never more than one batch.
         batch, self._open, self._open_bytes = self._open, [], 0
         if batch:
-            task = asyncio.ensure_future(self._deliver(batch))
+            # A context of its own: the batch belongs to all its items, not to the first one's work.
+            task = asyncio.get_running_loop().create_task(self._deliver(batch), context=contextvars.Context())
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 

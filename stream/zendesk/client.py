@@ -28,6 +28,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from stream import __version__
 from stream.errors import InvalidEvent, ZendeskConfigError
+from stream.handover import interruptible
 from stream.outcomes import DlqReason
 from stream.zendesk.cache import ZendeskCache
 from stream.zendesk.classify import (
@@ -294,7 +295,8 @@ class ZendeskClient:
         content = _encode(body) if body is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None
         need = need_for(method, template, user_key=limit_key, org_key=limit_key)
-        await self.governor.acquire(need)
+        with interruptible():  # nothing of this request is sent while it waits for its tokens
+            await self.governor.acquire(need)
         started = self._clock()
         try:
             response = await self._http.request(

@@ -25,6 +25,7 @@ from stream.engine.options import Topics
 from stream.engine.ports import CommitOffsets, Partition, Position, SourceHandler
 from stream.engine.records import GROUP_HEADER, InboundRecord
 from stream.errors import ProduceFailed, RecordTooLarge
+from stream.handover import interruptible
 from stream.outcomes import Delivered, Outcome
 
 T = TypeVar("T")
@@ -346,10 +347,14 @@ class ScriptedProcessor:
         *,
         script: Callable[[InboundRecord, int], Outcome] | None = None,
         latency_s: float | Callable[[InboundRecord], float] = 0.01,
+        token_wait_s: Callable[[InboundRecord], float] | None = None,
         joins: bool = False,
     ) -> None:
+        """`latency_s`: the request on the wire; `token_wait_s`: a wait before it, for a rate-limit token,
+        marked as one (`stream.handover`)."""
         self._script = script or (lambda _record, _attempt: Delivered(operations=1))
         self._latency_s = latency_s
+        self._token_wait_s = token_wait_s
         self._joins = joins
         self.attempts: list[Processed] = []
         self.works: list[tuple[int, ...]] = []  # the offsets of each attempt's work
@@ -374,6 +379,9 @@ class ScriptedProcessor:
         self.running.add(key)
         self.most_running = max(self.most_running, len(self.running))
         try:
+            if self._token_wait_s is not None:
+                with interruptible():
+                    await asyncio.sleep(self._token_wait_s(record))
             latency = self._latency_s(record) if callable(self._latency_s) else self._latency_s
             await asyncio.sleep(latency)
         finally:

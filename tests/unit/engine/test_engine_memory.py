@@ -100,6 +100,33 @@ def test_revocation_waits_for_work_in_flight_then_commits_it() -> None:
     run_virtual(main)
 
 
+def test_revocation_hands_over_at_once_the_work_that_only_waits_for_a_token() -> None:
+    """`a` has its request out: it finishes first. `b` waits for a rate-limit token, so nothing of it was
+    sent: it is handed over at once, not after the deadline, and its next owner repeats nothing."""
+
+    async def main(loop: VirtualTimeLoop) -> None:
+        broker = new_broker()
+        produce(broker, [("a", "on the wire"), ("b", "waiting")])
+        processor = ScriptedProcessor(
+            latency_s=lambda r: 2.0 if r.value == b"on the wire" else 0.01,
+            token_wait_s=lambda r: 60.0 if r.value == b"waiting" else 0.0,
+        )
+        engine, source, _ = make_engine(loop, broker, processor, revoke_deadline_s=20.0)
+        run = loop.create_task(engine.run())
+        await eventually(lambda: len(processor.running) == 2, within_s=1)
+
+        started = loop.time()
+        await source.revoke([IN0])
+
+        assert loop.time() - started < 2.5  # a's two seconds, not b's minute nor the 20 s deadline
+        assert [a.value for a in processor.attempts] == [b"on the wire"]
+        assert broker.position(TOPICS.group, IN0).offset == 1  # type: ignore[union-attr]
+        engine.stop()
+        await run
+
+    run_virtual(main)
+
+
 def test_revocation_past_its_deadline_abandons_the_work_and_commits_only_what_finished() -> None:
     async def main(loop: VirtualTimeLoop) -> None:
         broker = new_broker()
