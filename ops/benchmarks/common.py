@@ -44,9 +44,12 @@ def broker() -> Iterator[tuple[str, str]]:
                 launcher.stop_node(node)
 
 
-def create_topics(bootstrap: str, names: list[str], partitions: int = 1) -> None:
+def create_topics(
+    bootstrap: str, names: list[str], partitions: int = 1, config: dict[str, str] | None = None
+) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names], operation_timeout=30)
+    topics = [NewTopic(n, partitions, 1, config=config or {}) for n in names]
+    futures = admin.create_topics(topics, operation_timeout=30)
     for future in futures.values():
         future.result(timeout=60)
 
@@ -103,6 +106,7 @@ class Finished:
     max_rss_kib: int
     samples_kib: list[int]
     hwm_kib: int
+    cpu_s: float = 0.0  # user + system time of the process
 
 
 def _status_field(pid: int, name: str) -> int | None:
@@ -128,8 +132,12 @@ def run_consumer(
     hwm = [0]
     started = time.monotonic()
     with log_path.open("w") as log:
+        command = [sys.executable, "-m", "stream", "run", "--exit-at-end"]
+        if profile_dir := os.environ.get("BENCH_PY_SPY_DIR"):  # a profile of each consumer, for py-spy users
+            out = Path(profile_dir) / f"{log_path.stem}.txt"
+            command = ["py-spy", "record", "--format", "raw", "--nonblocking", "-o", str(out), "--", *command]
         process = subprocess.Popen(
-            [sys.executable, "-m", "stream", "run", "--exit-at-end"],
+            command,
             env={**env, "PYTHONPATH": str(code)},
             cwd=code,
             stdout=log,
@@ -164,7 +172,54 @@ def run_consumer(
     stop.set()
     if sample:
         thread.join(timeout=5)
-    return Finished(process.returncode, wall, int(usage.ru_maxrss), samples, hwm[0])
+    cpu = float(usage.ru_utime + usage.ru_stime)
+    return Finished(process.returncode, wall, int(usage.ru_maxrss), samples, hwm[0], cpu)
+
+
+def run_consumers(
+    envs: list[dict[str, str]], log_dir: Path, name: str, *, timeout_s: float
+) -> list[Finished]:
+    """Several `run --exit-at-end` processes at once (one per env), each with its own log."""
+    results: list[Finished | BaseException] = [RuntimeError("not run")] * len(envs)
+
+    def one(index: int) -> None:
+        try:
+            results[index] = run_consumer(envs[index], log_dir / f"{name}-{index}.log", timeout_s=timeout_s)
+        except BaseException as err:
+            results[index] = err
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(envs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    finished = []
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        finished.append(result)
+    return finished
+
+
+def start_consumer(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`zendesk-stream run` (no end) as a child; stop it with `stop_consumer`."""
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream", "run"],
+            env={**env, "PYTHONPATH": str(REPO)},
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_consumer(process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
+    process.terminate()
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 def machine() -> str:
