@@ -735,9 +735,13 @@ def pure_part(workload: Workload) -> float:
     """Microseconds per event to decode, validate and plan the workload's records, in this process, with the
     custom fields known (the steady state)."""
     settings = DestinationSettings.parse({"events": ["*"]})
-    # As the service holds it once the mix's two custom fields exist (they are created by the first events).
+    # As the service holds it once the workloads' custom fields exist (the first events create them).
     known = Known.from_zendesk(
-        user_fields=[{"key": "plan", "type": "text"}, {"key": "logins", "type": "integer"}],
+        user_fields=[
+            {"key": "plan", "type": "text"},
+            {"key": "logins", "type": "integer"},
+            {"key": "in_winter_sale_audience", "type": "checkbox"},
+        ],
         organization_fields=[],
     )
     values = [value for _, value in workload.records]
