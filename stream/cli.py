@@ -120,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     apply.set_defaults(handler=_topics_apply)
 
+    status = commands.add_parser(
+        "status",
+        help="where the consumer group stands: lag, parked keys, retries, dead letters, members",
+        description=(
+            "Read from Kafka, without joining the group: per input partition the committed offset, the end "
+            "offset and the lag; the keys parked in the retry path and the oldest waiting record; retry and "
+            "dead-letter records by reason (the dead-letter topic is read whole); the group's members. "
+            "Topics and group come from STREAM_TOPIC, STREAM_GROUP_ID, STREAM_RETRY_TOPIC and "
+            "STREAM_DLQ_TOPIC."
+        ),
+    )
+    status.add_argument("--json", action="store_true", help="one JSON document instead of text")
+    status.set_defaults(handler=_status)
+
     explain = commands.add_parser(
         "explain",
         help="the event tester: what the destination would do with an event (--send: do it)",
@@ -248,6 +262,24 @@ def _topics_apply(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     else:
         admin.apply(changes)
         print(f"applied {len(changes)} change(s)")
+    return 0
+
+
+def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import json  # noqa: PLC0415
+
+    from stream.kafka.admin import KafkaAdmin  # noqa: PLC0415
+    from stream.recovery.status import read_status, render  # noqa: PLC0415
+
+    settings = kafka_settings_from_env(env)
+    names = [settings.input_topic, settings.retry_topic, settings.dlq_topic]
+    missing = sorted(set(names) - set(KafkaAdmin(settings=settings).existing_topics(names)))
+    if missing:
+        raise ConfigError(
+            f"topic {', '.join(missing)} does not exist; `zendesk-stream topics apply` creates the topics"
+        )
+    status = read_status(settings)
+    print(json.dumps(status.to_json(), indent=2) if args.json else render(status))
     return 0
 
 

@@ -13,9 +13,10 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from stream.engine.records import GROUP_HEADER
 from stream.errors import SourceFailed
@@ -61,13 +62,6 @@ def read_watermarks(
         consumer.close()
 
 
-def _written_by(message: Message) -> str | None:
-    for name, value in message_headers(message):
-        if name == GROUP_HEADER:
-            return value.decode("utf-8", "replace")
-    return None
-
-
 def _reader(settings: KafkaSettings, group_id: str) -> Consumer:
     return Consumer(
         {
@@ -82,6 +76,71 @@ def _reader(settings: KafkaSettings, group_id: str) -> Consumer:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Scanned:
+    """One record read by `scan_records`: where it is, its key, headers and append time."""
+
+    partition: Partition
+    offset: int
+    key: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int | None
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value.decode("utf-8", "replace")
+        return None
+
+
+def scan_records(
+    settings: KafkaSettings,
+    *,
+    group_id: str,
+    starts: Mapping[Partition, int | None],
+    timeout_s: float = 60.0,
+) -> Iterator[Scanned]:
+    """Every record of each partition from its start (None: from the beginning) up to its end now, read
+    by a consumer that joins no group and commits nothing. Values are not kept."""
+    if not starts:
+        return
+    consumer = _reader(settings, group_id)
+    try:
+        assigned: list[TopicPartition] = []
+        ends: dict[Partition, int] = {}
+        for (name, number), offset in starts.items():
+            low, high = consumer.get_watermark_offsets(TopicPartition(name, number), timeout=timeout_s)
+            start = max(offset, low) if offset is not None else low
+            if start < high:
+                assigned.append(TopicPartition(name, number, start))
+                ends[(name, number)] = high
+        if not assigned:
+            return
+        consumer.assign(assigned)
+        deadline = time.monotonic() + timeout_s
+        while ends:
+            if time.monotonic() > deadline:
+                raise SourceFailed(f"reading {sorted(ends)} took longer than {timeout_s:.0f}s")
+            for message in consumer.consume(500, 0.2):
+                topic, partition, offset = message.topic(), message.partition(), message.offset()
+                if topic is None or partition is None:
+                    continue
+                part = (topic, partition)
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        ends.pop(part, None)  # read to the end (the last offsets may be control records)
+                    continue
+                if offset is None or part not in ends or offset >= ends[part]:
+                    continue
+                kind, stamp = message.timestamp()
+                yield Scanned(part, offset, message.key(), message_headers(message), stamp if kind else None)
+                if offset + 1 >= ends[part]:
+                    del ends[part]
+    finally:
+        consumer.close()
+
+
 def scan_keys(
     settings: KafkaSettings,
     *,
@@ -94,46 +153,7 @@ def scan_keys(
     gave it; None: from the start) up to its end now. Records another group wrote (`zs.group`) are
     not ours to act on and park nothing."""
     found: dict[Partition, Counter[str]] = {p: Counter() for p in committed}
-    if not committed:
-        return found
-    consumer = _reader(settings, group_id)
-    try:
-        starts: list[TopicPartition] = []
-        ends: dict[Partition, int] = {}
-        for (name, number), offset in committed.items():
-            low, high = consumer.get_watermark_offsets(TopicPartition(name, number), timeout=timeout_s)
-            start = offset if offset is not None else low
-            if start < high:
-                starts.append(TopicPartition(name, number, start))
-                ends[(name, number)] = high
-        if not starts:
-            return found
-        consumer.assign(starts)
-        deadline = time.monotonic() + timeout_s
-        while ends:
-            if time.monotonic() > deadline:
-                raise SourceFailed(
-                    f"reading parked keys from {sorted(ends)} took longer than {timeout_s:.0f}s"
-                )
-            for message in consumer.consume(500, 0.2):
-                topic, partition, offset = message.topic(), message.partition(), message.offset()
-                if topic is None or partition is None:
-                    continue
-                part = (topic, partition)
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        ends.pop(part, None)  # read to the end (the last offsets may be control records)
-                    continue
-                if offset is None:
-                    continue
-                if part not in ends or offset >= ends[part]:
-                    continue
-                key = message.key()
-                if key and _written_by(message) in (None, writer_group):
-                    found[part][key.decode("utf-8", "replace")] += 1
-                if offset + 1 >= ends[part]:
-                    del ends[part]
-        return found
-    finally:
-        consumer.close()
+    for record in scan_records(settings, group_id=group_id, starts=committed, timeout_s=timeout_s):
+        if record.key and record.header(GROUP_HEADER) in (None, writer_group):
+            found[record.partition][record.key.decode("utf-8", "replace")] += 1
+    return found

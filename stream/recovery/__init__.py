@@ -1,0 +1,1 @@
+"""Recovery tools: where a consumer group stands (`status`); replay and rewind come with issue 11."""

@@ -1,0 +1,98 @@
+"""`zendesk-stream status` on real Kafka: the lag, parked keys and dead letters a test set up on purpose."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from tests.support.kafka import create_service_topics, dlq_topic_of, group_of, retry_topic_of, unique_topic
+from tests.support.service import zendesk_stream
+
+pytestmark = pytest.mark.kafka
+
+
+def produce_to(bootstrap: str, topic: str, partition: int, records: list[tuple[str, dict[str, str]]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for key, headers in records:
+        producer.produce(topic, key=key, value=b"{}", partition=partition, headers=list(headers.items()))
+    assert producer.flush(30) == 0
+
+
+def commit(bootstrap: str, group: str, topic: str, partition: int, offset: int) -> None:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, partition, offset)], asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def env_for(bootstrap: str, topic: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "ZENDESK_", "STREAM_"))}
+    return {
+        **clean,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "STREAM_TOPIC": topic,
+        "STREAM_GROUP_ID": group_of(topic),
+        "STREAM_LOG_LEVEL": "warning",
+    }
+
+
+def test_status_reports_the_lag_the_parked_keys_and_the_dead_letters_set_up(kafka_bootstrap: str) -> None:
+    topic = unique_topic("status")
+    group = group_of(topic)
+    retry, dlq = retry_topic_of(topic), dlq_topic_of(topic)
+    create_service_topics(kafka_bootstrap, topic, partitions=2)
+    produce_to(kafka_bootstrap, topic, 0, [(f"u{n}", {}) for n in range(10)])
+    produce_to(kafka_bootstrap, topic, 1, [(f"v{n}", {}) for n in range(5)])
+    commit(kafka_bootstrap, group, topic, 0, 4)  # partition 1: never committed
+    ours = {"zs.group": group}
+    produce_to(
+        kafka_bootstrap,
+        retry,
+        0,
+        [
+            ("done", {**ours, "zs.error.reason": "retry_scheduled"}),  # before the retry group's commit
+            ("k1", {**ours, "zs.error.reason": "retry_scheduled"}),
+            ("k1", {**ours, "zs.error.reason": "parked_behind"}),
+            ("k2", {**ours, "zs.error.reason": "retry_scheduled"}),
+            ("k9", {"zs.group": "another-deployment", "zs.error.reason": "retry_scheduled"}),
+        ],
+    )
+    commit(kafka_bootstrap, f"{group}.retry", retry, 0, 1)
+    produce_to(
+        kafka_bootstrap,
+        dlq,
+        0,
+        [
+            ("a", {**ours, "zs.error.reason": "invalid_payload"}),
+            ("b", {**ours, "zs.error.reason": "invalid_payload"}),
+            ("c", {**ours, "zs.error.reason": "identity_conflict"}),
+            ("d", {"zs.group": "another-deployment", "zs.error.reason": "invalid_payload"}),
+        ],
+    )
+
+    done = zendesk_stream(["status", "--json"], env_for(kafka_bootstrap, topic))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    lags = {p["partition"]: (p["committed"], p["end"], p["lag"]) for p in report["partitions"]}
+    assert lags == {0: (4, 10, 6), 1: (None, 5, 5)}
+    assert report["lag"] == 11
+    parked = {p["partition"]: (p["keys"], p["records"], p["oldest_offset"]) for p in report["parked"]}
+    assert parked == {0: (2, 3, 1), 1: (0, 0, None)}
+    assert report["parked_keys"] == 2
+    assert report["retry_reasons"] == {"retry_scheduled": 2, "parked_behind": 1}
+    assert report["dlq_reasons"] == {"invalid_payload": 2, "identity_conflict": 1}
+    assert report["members"] == []
+
+    text = zendesk_stream(["status"], env_for(kafka_bootstrap, topic))
+    assert text.returncode == 0, text.stderr
+    assert "2 parked keys" in text.stdout and "invalid_payload 2" in text.stdout
+
+
+def test_status_of_a_topic_that_does_not_exist_says_how_to_create_it(kafka_bootstrap: str) -> None:
+    done = zendesk_stream(["status"], env_for(kafka_bootstrap, unique_topic("missing")))
+    assert done.returncode == 2
+    assert "topics apply" in done.stderr and "Traceback" not in done.stderr
