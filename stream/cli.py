@@ -15,7 +15,7 @@ from pathlib import Path
 from stream import __version__
 from stream.environment import ENVIRONMENT, check_environment
 from stream.errors import ConfigError, StreamError, ZendeskConfigError
-from stream.kafka.config import kafka_settings_from_env
+from stream.kafka.config import KafkaSettings, kafka_settings_from_env
 from stream.observability import configure_logging
 from stream.zendesk.governor import ACCOUNT_CREATE_UPDATE_PER_S, MAX_JOBS, PER_KEY_RPM, PLANS
 
@@ -119,6 +119,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     apply.set_defaults(handler=_topics_apply)
+
+    replay = commands.add_parser(
+        "replay",
+        help="send this group's dead letters again, through its retry path",
+        description=(
+            "Copy this consumer group's dead letters that match every filter into its retry path, where "
+            "`run` delivers them in order per key under the same rate governor. Progress is kept in the "
+            "group <group>.replay: the same replay again resumes, or finds nothing left. --dry-run counts "
+            "what would be re-sent, by reason and Zendesk status, with a sample, and changes nothing."
+        ),
+    )
+    replay.add_argument("--reason", action="append", default=[], help="a zs.error.reason (repeatable)")
+    replay.add_argument(
+        "--since", metavar="T", help="dead-lettered at or after T (ISO-8601, or 90s/30m/2h/7d ago)"
+    )
+    replay.add_argument("--until", metavar="T", help="dead-lettered before T (same forms)")
+    replay.add_argument("--key", action="append", default=[], help="a record key (repeatable)")
+    replay.add_argument("--partition", type=int, metavar="P", help="only this dead-letter partition")
+    replay.add_argument("--offset", type=int, metavar="O", help="with --partition: from this offset on")
+    replay.add_argument("--dry-run", action="store_true", help="count and show, change nothing")
+    replay.set_defaults(handler=_replay)
 
     status = commands.add_parser(
         "status",
@@ -265,19 +286,60 @@ def _topics_apply(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    import json  # noqa: PLC0415
+def _replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import uuid  # noqa: PLC0415
+    from datetime import UTC, datetime  # noqa: PLC0415
 
-    from stream.kafka.admin import KafkaAdmin  # noqa: PLC0415
-    from stream.recovery.status import read_status, render  # noqa: PLC0415
+    from stream.recovery.replay import ReplayFilter, parse_when, run_replay  # noqa: PLC0415
+    from stream.recovery.replay_report import ProgressLine, report  # noqa: PLC0415
 
+    if args.offset is not None and args.partition is None:
+        raise ConfigError(
+            "--offset needs --partition: offsets belong to one partition of the dead-letter topic"
+        )
+    now = datetime.now(UTC)
+    selection = ReplayFilter(
+        reasons=frozenset(args.reason),
+        since=parse_when(args.since, now=now, option="--since") if args.since else None,
+        until=parse_when(args.until, now=now, option="--until") if args.until else None,
+        keys=frozenset(args.key),
+        partition=args.partition,
+        offset=args.offset,
+    )
     settings = kafka_settings_from_env(env)
+    _require_topics(settings)
+    progress = ProgressLine(sys.stderr)
+    summary = run_replay(
+        settings,
+        selection,
+        dry_run=args.dry_run,
+        now=now,
+        replay_id=f"replay-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
+        on_progress=progress.show,
+    )
+    progress.done()
+    print(report(summary, dry_run=args.dry_run, retry_topic=settings.retry_topic))
+    return 0
+
+
+def _require_topics(settings: KafkaSettings) -> None:
+    from stream.kafka.admin import KafkaAdmin  # noqa: PLC0415
+
     names = [settings.input_topic, settings.retry_topic, settings.dlq_topic]
     missing = sorted(set(names) - set(KafkaAdmin(settings=settings).existing_topics(names)))
     if missing:
         raise ConfigError(
             f"topic {', '.join(missing)} does not exist; `zendesk-stream topics apply` creates the topics"
         )
+
+
+def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import json  # noqa: PLC0415
+
+    from stream.recovery.status import read_status, render  # noqa: PLC0415
+
+    settings = kafka_settings_from_env(env)
+    _require_topics(settings)
     status = read_status(settings)
     print(json.dumps(status.to_json(), indent=2) if args.json else render(status))
     return 0

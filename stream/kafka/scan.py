@@ -85,6 +85,7 @@ class Scanned:
     key: bytes | None
     headers: tuple[tuple[str, bytes], ...]
     timestamp_ms: int | None
+    value: bytes | None = None  # kept only when asked for (`values=True`)
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -99,9 +100,11 @@ def scan_records(
     group_id: str,
     starts: Mapping[Partition, int | None],
     timeout_s: float = 60.0,
+    values: bool = False,
 ) -> Iterator[Scanned]:
     """Every record of each partition from its start (None: from the beginning) up to its end now, read
-    by a consumer that joins no group and commits nothing. Values are not kept."""
+    by a consumer that joins no group and commits nothing. Values are kept only with `values`.
+    `timeout_s` bounds the wait for new records, not the whole scan, which may be long."""
     if not starts:
         return
     consumer = _reader(settings, group_id)
@@ -117,11 +120,12 @@ def scan_records(
         if not assigned:
             return
         consumer.assign(assigned)
-        deadline = time.monotonic() + timeout_s
+        last_progress = time.monotonic()
         while ends:
-            if time.monotonic() > deadline:
-                raise SourceFailed(f"reading {sorted(ends)} took longer than {timeout_s:.0f}s")
+            if time.monotonic() - last_progress > timeout_s:
+                raise SourceFailed(f"reading {sorted(ends)}: no record for {timeout_s:.0f}s")
             for message in consumer.consume(500, 0.2):
+                last_progress = time.monotonic()
                 topic, partition, offset = message.topic(), message.partition(), message.offset()
                 if topic is None or partition is None:
                     continue
@@ -134,7 +138,10 @@ def scan_records(
                 if offset is None or part not in ends or offset >= ends[part]:
                     continue
                 kind, stamp = message.timestamp()
-                yield Scanned(part, offset, message.key(), message_headers(message), stamp if kind else None)
+                value = message.value() if values else None
+                yield Scanned(
+                    part, offset, message.key(), message_headers(message), stamp if kind else None, value
+                )
                 if offset + 1 >= ends[part]:
                     del ends[part]
     finally:

@@ -1,0 +1,97 @@
+"""`zendesk-stream replay` on real Kafka with the simulator: the outage case of the recovery issue.
+
+Zendesk refuses every write for a while, so a run dead-letters everything (short retry settings); once
+it answers again, `replay` and `run --exit-at-end` leave Zendesk as a run without the outage would have,
+each Sunshine event posted once."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream.simulator.testing import RunningSimulator
+from tests.support.kafka import (
+    consume,
+    create_service_topics,
+    dlq_topic_of,
+    headers_of,
+    produce,
+    retry_topic_of,
+    unique_topic,
+)
+from tests.support.segment import identify, track
+from tests.support.service import run_to_end, service_env, zendesk_stream
+
+pytestmark = pytest.mark.kafka
+
+USERS = [f"u{n}" for n in range(6)]
+SHORT_RETRIES = {
+    "STREAM_RETRY_ATTEMPTS": "1",
+    "STREAM_RETRY_DELAY_S": "1",
+    "STREAM_RETRY_ROUNDS": "1",
+    "STREAM_BREAKER_WINDOW": "10000",  # everything fails on purpose: the breaker must not stop the run
+}
+
+
+def events() -> list[tuple[str | None, dict[str, object]]]:
+    records: list[tuple[str | None, dict[str, object]]] = []
+    for user in USERS:
+        records.append((user, identify(user, name=f"Name {user}", plan="pro")))
+        records += [(user, track(user, "Step", seq=n)) for n in (1, 2)]
+    return records
+
+
+def end_offsets(bootstrap: str, topic: str) -> list[int]:
+    from confluent_kafka import Consumer, TopicPartition  # noqa: PLC0415
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("marks")})
+    try:
+        metadata = consumer.list_topics(topic, timeout=30)
+        return [
+            consumer.get_watermark_offsets(TopicPartition(topic, n), timeout=30)[1]
+            for n in sorted(metadata.topics[topic].partitions)
+        ]
+    finally:
+        consumer.close()
+
+
+def test_after_an_outage_replay_then_run_leave_zendesk_as_without_it_each_event_once(
+    kafka_bootstrap: str, fast_simulator: RunningSimulator
+) -> None:
+    topic = unique_topic("replay")
+    create_service_topics(kafka_bootstrap, topic, partitions=2)
+    produce(kafka_bootstrap, topic, events())
+    env = service_env(kafka_bootstrap, topic, fast_simulator, {"events": ["*"]}, **SHORT_RETRIES)
+    fast_simulator.control.inject_fault(path="create_or_update|events", count=100_000, status=503)
+
+    outage = run_to_end(env)
+    assert outage.returncode == 0, outage.stderr[-3000:]
+    dead = consume(kafka_bootstrap, dlq_topic_of(topic), count=len(events()))
+    assert {headers_of(m)["zs.error.reason"] for m in dead} <= {b"retries_exhausted", b"user_not_found"}
+    fast_simulator.control.clear_faults()
+
+    retry_before = end_offsets(kafka_bootstrap, retry_topic_of(topic))
+    dry = zendesk_stream(["replay", "--dry-run"], env)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert f"{len(events())} would go to {retry_topic_of(topic)} (dry run: nothing changed)" in dry.stdout
+    assert "503 6" in dry.stdout  # the six identifies; the tracks, never sent, have no status
+    assert end_offsets(kafka_bootstrap, retry_topic_of(topic)) == retry_before
+
+    replayed = zendesk_stream(["replay"], env)
+    assert replayed.returncode == 0, replayed.stderr[-3000:]
+    assert f"{len(events())} went to {retry_topic_of(topic)}" in replayed.stdout
+    again = zendesk_stream(["replay"], env)  # the same replay again: it resumes at the end
+    assert again.returncode == 0 and "read 0 dead letters" in again.stdout, again.stdout + again.stderr
+
+    recovered = run_to_end(env)
+    assert recovered.returncode == 0, recovered.stderr[-3000:]
+    state = fast_simulator.control.state()
+    users = {u["external_id"]: u for u in state["users"]}
+    assert {x: users[x]["name"] for x in USERS} == {x: f"Name {x}" for x in USERS}
+    assert all(users[x]["user_fields"]["plan"] == "pro" for x in USERS)
+    by_user = {u["id"]: u["external_id"] for u in state["users"]}
+    posted = sorted((by_user[int(e["user_id"])], int(e["properties"]["seq"])) for e in state["events"])
+    assert posted == sorted((x, n) for x in USERS for n in (1, 2))  # each once, none lost
+    retry = retry_topic_of(topic)
+    copies = consume(kafka_bootstrap, retry, count=sum(end_offsets(kafka_bootstrap, retry)))
+    replay_ids = [headers_of(m)["zs.replay.id"] for m in copies if "zs.replay.id" in headers_of(m)]
+    assert len(replay_ids) == len(events()) and len(set(replay_ids)) == 1  # one replay, each record once
