@@ -18,6 +18,7 @@ from tests.support.kafka import (
     retry_topic_of,
     unique_topic,
 )
+from tests.support.runbooks import REPO, runbook_commands
 from tests.support.segment import identify, track
 from tests.support.service import run_to_end, service_env, zendesk_stream
 
@@ -95,3 +96,30 @@ def test_after_an_outage_replay_then_run_leave_zendesk_as_without_it_each_event_
     copies = consume(kafka_bootstrap, retry, count=sum(end_offsets(kafka_bootstrap, retry)))
     replay_ids = [headers_of(m)["zs.replay.id"] for m in copies if "zs.replay.id" in headers_of(m)]
     assert len(replay_ids) == len(events()) and len(set(replay_ids)) == 1  # one replay, each record once
+
+
+RUNBOOK = REPO / "ops" / "runbooks" / "zendesk-outage.md"
+
+
+def test_the_outage_runbook_recovers_an_outage_with_its_own_commands(
+    kafka_bootstrap: str, fast_simulator: RunningSimulator
+) -> None:
+    """The runbook's commands, taken from it and run in its order, after the outage it describes."""
+    topic = unique_topic("runbook")
+    create_service_topics(kafka_bootstrap, topic, partitions=2)
+    produce(kafka_bootstrap, topic, events())
+    env = service_env(kafka_bootstrap, topic, fast_simulator, {"events": ["*"]}, **SHORT_RETRIES)
+    fast_simulator.control.inject_fault(path="create_or_update|events", count=100_000, status=503)
+    assert run_to_end(env).returncode == 0
+    fast_simulator.control.clear_faults()
+
+    commands = runbook_commands(RUNBOOK)
+    assert [c[0] for c in commands] == ["status", "replay", "replay", "run"]
+    for command in commands:
+        done = zendesk_stream(command, env)
+        assert done.returncode == 0, (command, done.stderr[-3000:])
+
+    state = fast_simulator.control.state()
+    by_user = {u["id"]: u["external_id"] for u in state["users"]}
+    posted = sorted((by_user[int(e["user_id"])], int(e["properties"]["seq"])) for e in state["events"])
+    assert posted == sorted((x, n) for x in USERS for n in (1, 2))
