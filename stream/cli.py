@@ -141,6 +141,30 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--dry-run", action="store_true", help="count and show, change nothing")
     replay.set_defaults(handler=_replay)
 
+    rewind = commands.add_parser(
+        "rewind",
+        help="move the consumer group back (plan first; --execute to move)",
+        description=(
+            "Move the service's consumer group to an earlier point, and its retry path with it: events "
+            "waiting in the retry path are read again from the input instead, so nothing is processed "
+            "twice by the two paths and order per key holds. Prints the plan (per partition the current "
+            "and new offset and the events processed again); moves the offsets only with --execute, and "
+            "never while the group has active members."
+        ),
+    )
+    where = rewind.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to-datetime", metavar="T", help="the first offset at or after T (ISO-8601)")
+    where.add_argument(
+        "--by-duration", metavar="D", help="the first offset at or after now - D (90s, 30m, 2h, 7d)"
+    )
+    where.add_argument("--to-earliest", action="store_true", help="the log start of each partition")
+    where.add_argument(
+        "--to-offset", action="append", metavar="P:O", help="partition P to offset O (repeatable)"
+    )
+    rewind.add_argument("--partitions", metavar="P,P", help="only these input partitions")
+    rewind.add_argument("--execute", action="store_true", help="move the offsets (default: print the plan)")
+    rewind.set_defaults(handler=_rewind)
+
     status = commands.add_parser(
         "status",
         help="where the consumer group stands: lag, parked keys, retries, dead letters, members",
@@ -320,6 +344,57 @@ def _replay(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     progress.done()
     print(report(summary, dry_run=args.dry_run, retry_topic=settings.retry_topic))
     return 0
+
+
+def _rewind(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from stream.recovery.replay import parse_when  # noqa: PLC0415
+    from stream.recovery.rewind import Target, execute, read_plan, render_plan  # noqa: PLC0415
+    from stream.recovery.status import describe_group  # noqa: PLC0415
+
+    now = datetime.now(UTC)
+    if args.to_earliest:
+        target = Target(earliest=True)
+    elif args.to_offset:
+        target = Target(offsets=dict(_partition_offset(text) for text in args.to_offset))
+    else:
+        option, text = (
+            ("--to-datetime", args.to_datetime) if args.to_datetime else ("--by-duration", args.by_duration)
+        )
+        if option == "--by-duration" and text[-1:] not in ("s", "m", "h", "d"):
+            raise ConfigError(f"--by-duration: expected a duration (90s, 30m, 2h, 7d), got {text!r}")
+        target = Target(at=parse_when(text, now=now, option=option))
+    partitions = None
+    if args.partitions:
+        try:
+            partitions = {int(p) for p in args.partitions.split(",") if p.strip()}
+        except ValueError:
+            raise ConfigError(
+                f"--partitions: expected partition numbers like 0,1,2, got {args.partitions!r}"
+            ) from None
+    settings = kafka_settings_from_env(env)
+    _require_topics(settings)
+    _, members = describe_group(settings)
+    if members:
+        hosts = ", ".join(sorted({m.host for m in members}))
+        raise StreamError(
+            f"group {settings.group_id} has {len(members)} active member(s) ({hosts}): stop them first "
+            "(scale the deployment to 0, or `docker compose stop`), then run rewind again"
+        )
+    moves = read_plan(settings, target, partitions=partitions)
+    print(render_plan(moves, group=settings.group_id, topic=settings.input_topic, execute=args.execute))
+    if args.execute:
+        execute(settings, moves)
+        print(f"moved group {settings.group_id} and {settings.group_id}.retry")
+    return 0
+
+
+def _partition_offset(text: str) -> tuple[int, int]:
+    partition, _, offset = text.partition(":")
+    if not (partition.strip().isdigit() and offset.strip().isdigit()):
+        raise ConfigError(f"--to-offset: expected PARTITION:OFFSET like 0:1200, got {text!r}")
+    return int(partition), int(offset)
 
 
 def _require_topics(settings: KafkaSettings) -> None:

@@ -130,8 +130,7 @@ def read_status(settings: KafkaSettings, *, timeout_s: float = 60.0) -> Status:
     from stream.kafka.scan import read_committed, read_watermarks, scan_records  # noqa: PLC0415
 
     group = settings.group_id
-    members: list[Member] = []
-    state = _describe_group(settings, members, timeout_s)
+    state, members = describe_group(settings, timeout_s=timeout_s)
     status = Status(
         group=group,
         input_topic=settings.input_topic,
@@ -185,13 +184,14 @@ def read_status(settings: KafkaSettings, *, timeout_s: float = 60.0) -> Status:
     return status
 
 
-def _describe_group(settings: KafkaSettings, members: list[Member], timeout_s: float) -> str:
-    """The group's state; its members go into `members`."""
+def describe_group(settings: KafkaSettings, *, timeout_s: float = 60.0) -> tuple[str, list[Member]]:
+    """The service's consumer group: its state and its members."""
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415
 
     admin = AdminClient(settings.client_config("admin"))
     future = admin.describe_consumer_groups([settings.group_id], request_timeout=timeout_s)[settings.group_id]
     description = future.result(timeout=timeout_s)
+    members = []
     for member in description.members:
         assignment = member.assignment.topic_partitions if member.assignment else []
         members.append(
@@ -203,4 +203,4 @@ def _describe_group(settings: KafkaSettings, members: list[Member], timeout_s: f
             )
         )
     state = description.state
-    return str(getattr(state, "name", state)).lower()
+    return str(getattr(state, "name", state)).lower(), members
