@@ -14,7 +14,9 @@ them under the same rate governor, in order per key.
 - Progress: the dead-letter offsets read so far are committed in the group `<group>.replay`, with the
   filters' fingerprint as metadata, after the broker confirmed the copies. A replay with the same
   filters resumes where the last one stopped (and a finished one finds nothing left); one with other
-  filters reads the topic from the start.
+  filters reads the topic from the start. A replay killed between a checkpoint's copies and its commit
+  copies those records (at most 500, or one second's worth) again when resumed: identifies and groups
+  are idempotent, a track may post twice until the service remembers delivered events.
 """
 
 from __future__ import annotations
