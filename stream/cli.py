@@ -398,14 +398,9 @@ def _partition_offset(text: str) -> tuple[int, int]:
 
 
 def _require_topics(settings: KafkaSettings) -> None:
-    from stream.kafka.admin import KafkaAdmin  # noqa: PLC0415
+    from stream.kafka.admin import check_topics  # noqa: PLC0415
 
-    names = [settings.input_topic, settings.retry_topic, settings.dlq_topic]
-    missing = sorted(set(names) - set(KafkaAdmin(settings=settings).existing_topics(names)))
-    if missing:
-        raise ConfigError(
-            f"topic {', '.join(missing)} does not exist; `zendesk-stream topics apply` creates the topics"
-        )
+    check_topics(settings)
 
 
 def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-__all__ = ["json_type", "quote"]
+__all__ = ["json_chars", "json_type", "quote"]
 
 
 def json_type(value: object) -> str:
@@ -34,3 +34,16 @@ def quote(text: object, limit: int = 60) -> str:
     whole = str(text)
     shown = whole if len(whole) <= limit else whole[:limit] + "…"
     return json.dumps(shown, ensure_ascii=False)
+
+
+def json_chars(value: object) -> int:
+    """About how many characters `value` takes as JSON before escaping: strings and keys by their
+    length, 24 for a number, boolean or null. JSON spends at most 6 bytes on a character (a \\u escape),
+    so 6 x this bounds the encoded size; callers encode exactly only past a threshold."""
+    if isinstance(value, str):
+        return len(value) + 2
+    if isinstance(value, Mapping):
+        return sum(len(str(k)) + 4 + json_chars(v) for k, v in value.items()) + 2
+    if isinstance(value, list | tuple):
+        return sum(json_chars(v) + 1 for v in value) + 2
+    return 24

@@ -20,7 +20,7 @@ from stream.engine.options import EngineOptions
 from stream.engine.runner import Engine
 from stream.engine.stats import Stats
 from stream.errors import ConfigError, FieldsUnavailable
-from stream.kafka.admin import KafkaAdmin
+from stream.kafka.admin import check_topics
 from stream.kafka.consumer import ConsumerOptions
 from stream.kafka.producer import AsyncProducer
 from stream.kafka.source import KafkaSource
@@ -37,25 +37,8 @@ MAX_CONNECTIONS = 100  # to Zendesk; each in-flight event uses at most one at a 
 def check_kafka(config: Config) -> int:
     """Checks the broker and the topics; returns the largest record the retry and dead-letter topics
     accept (their `max.message.bytes`), which the producer's request size follows."""
-    admin = KafkaAdmin(settings=config.kafka)
-    admin.broker_count()
     kafka = config.kafka
-    wanted = [kafka.input_topic, kafka.retry_topic, kafka.dlq_topic]
-    existing = admin.existing_topics(wanted)
-    missing = [name for name in wanted if name not in existing]
-    if missing:
-        raise ConfigError(
-            f"topic {missing[0]} does not exist on {kafka.bootstrap_servers}; "
-            "create the topics with `zendesk-stream topics apply`"
-        )
-    inputs, retries = existing[kafka.input_topic].partitions, existing[kafka.retry_topic].partitions
-    if retries < inputs:
-        # A key's retry records live in the retry partition with its input partition's number.
-        raise ConfigError(
-            f"topic {kafka.retry_topic} has {retries} partitions, fewer than the {inputs} of "
-            f"{kafka.input_topic}; give it at least as many "
-            "(`zendesk-stream topics apply --increase-partitions`)"
-        )
+    existing = check_topics(kafka)
     return max(max_message_bytes(existing[name].config) for name in (kafka.retry_topic, kafka.dlq_topic))
 
 

@@ -48,6 +48,7 @@ def _iso(moment: datetime) -> str:
 
 
 GROUP_HEADER = "zs.group"
+REASON_HEADER = "zs.error.reason"
 
 
 def failure_headers(
@@ -69,7 +70,7 @@ def failure_headers(
             original[name] = earlier
     first = record.header("zs.first_failure_at") or _iso(failure.first_failure_at or now).encode()
     ours = {
-        "zs.error.reason": failure.reason.value.encode(),
+        REASON_HEADER: failure.reason.value.encode(),
         "zs.error.class": failure.reason.error_class.value.encode(),
         "zs.error.message": _one_line(failure.message).encode(),
         **({"zs.error.http_status": str(failure.http_status).encode()} if failure.http_status else {}),

@@ -157,3 +157,27 @@ def _result(future: object, doing: str, *, tolerate: int | None = None) -> dict[
             return {}
         raise ConfigError(f"Kafka refused {doing}: {error.str() if error else err}") from None
     return value if isinstance(value, dict) else {}
+
+
+def check_topics(kafka: KafkaSettings) -> dict[str, ExistingTopic]:
+    """The broker answers, the input, retry and dead-letter topics exist, and the retry topic has a
+    partition for every input partition; one line naming the problem otherwise."""
+    admin = KafkaAdmin(settings=kafka)
+    admin.broker_count()
+    wanted = [kafka.input_topic, kafka.retry_topic, kafka.dlq_topic]
+    existing = admin.existing_topics(wanted)
+    missing = [name for name in wanted if name not in existing]
+    if missing:
+        raise ConfigError(
+            f"topic {missing[0]} does not exist on {kafka.bootstrap_servers}; "
+            "create the topics with `zendesk-stream topics apply`"
+        )
+    inputs, retries = existing[kafka.input_topic].partitions, existing[kafka.retry_topic].partitions
+    if retries < inputs:
+        # A key's retry records live in the retry partition with its input partition's number.
+        raise ConfigError(
+            f"topic {kafka.retry_topic} has {retries} partitions, fewer than the {inputs} of "
+            f"{kafka.input_topic}; give it at least as many "
+            "(`zendesk-stream topics apply --increase-partitions`)"
+        )
+    return existing

@@ -93,6 +93,10 @@ class Scanned:
                 return value.decode("utf-8", "replace")
         return None
 
+    def written_by(self, group: str) -> bool:
+        """Written by `group`'s service (records without `zs.group` predate it and count as ours)."""
+        return self.header(GROUP_HEADER) in (None, group)
+
 
 def scan_records(
     settings: KafkaSettings,
@@ -161,6 +165,6 @@ def scan_keys(
     not ours to act on and park nothing."""
     found: dict[Partition, Counter[str]] = {p: Counter() for p in committed}
     for record in scan_records(settings, group_id=group_id, starts=committed, timeout_s=timeout_s):
-        if record.key and record.header(GROUP_HEADER) in (None, writer_group):
+        if record.key and record.written_by(writer_group):
             found[record.partition][record.key.decode("utf-8", "replace")] += 1
     return found

@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import orjson
 
+from stream.jsontypes import json_chars
 from stream.mapping.keys import to_snake_case
 
 __all__ = [
@@ -521,17 +522,9 @@ def plan_fields(
 _SURELY_WITHIN_CHARS: Final = MAX_FIELD_VALUES_BYTES // 6 - 1024
 
 
-def _chars(value: object) -> int:
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list):  # a multiselect's tags
-        return sum(len(item) + 3 for item in value)
-    return 24  # a number, a boolean, null
-
-
 def _over_record_budget(values: Mapping[str, object]) -> list[str]:
     """The keys to leave out so that the values fit `MAX_FIELD_VALUES_BYTES` of JSON: the largest first."""
-    if sum(map(_chars, values.values())) + 16 * len(values) <= _SURELY_WITHIN_CHARS:
+    if json_chars(values) <= _SURELY_WITHIN_CHARS:
         return []
     sizes = {key: len(orjson.dumps(value)) + len(key) + 4 for key, value in values.items()}
     total = sum(sizes.values())

@@ -30,13 +30,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from stream.engine.records import GROUP_HEADER, NOT_BEFORE_HEADER
+from stream.engine.records import GROUP_HEADER, NOT_BEFORE_HEADER, REASON_HEADER
 from stream.errors import ConfigError, SourceFailed
 from stream.kafka.config import KafkaSettings
 from stream.kafka.scan import Scanned
 
 REPLAY_HEADER = "zs.replay.id"
-REASON_HEADER = "zs.error.reason"
 STATUS_HEADER = "zs.error.http_status"
 _RENEWED = frozenset({NOT_BEFORE_HEADER, "zs.attempts", GROUP_HEADER, REPLAY_HEADER})
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
@@ -264,7 +263,7 @@ class _Replay:
         headers = {name: value.decode("utf-8", "replace") for name, value in record.headers}
         key = record.key.decode("utf-8", "replace") if record.key is not None else None
         reason = headers.get(REASON_HEADER)
-        if headers.get(GROUP_HEADER) not in (None, self.settings.group_id):
+        if not record.written_by(self.settings.group_id):
             summary.other_group += 1
         elif self.selection.matches(
             partition=record.partition[1],

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from stream.engine.records import GROUP_HEADER
 from stream.errors import ConfigError
 from stream.kafka.config import KafkaSettings
 
@@ -150,7 +149,7 @@ def read_plan(
     waiting_from: dict[int, int] = {}
     starts = {p: retry_committed.get(p, (None, None))[0] for p in retries if p[1] in retry_marks}
     for record in scan_records(settings, group_id=f"{group}.rewind", starts=starts, timeout_s=timeout_s):
-        if record.header(GROUP_HEADER) not in (None, group) or record.header("zs.original.topic") != topic:
+        if not record.written_by(group) or record.header("zs.original.topic") != topic:
             continue
         original = record.header("zs.original.offset") or ""
         if original.isdigit():

@@ -18,10 +18,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from stream.engine.records import GROUP_HEADER
+from stream.engine.records import REASON_HEADER
 from stream.kafka.config import KafkaSettings
-
-REASON_HEADER = "zs.error.reason"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +155,7 @@ def read_status(settings: KafkaSettings, *, timeout_s: float = 60.0) -> Status:
     reasons: Counter[str] = Counter()
     starts = {p: retry_committed.get(p, (None, None))[0] for p in retries}
     for record in scan_records(settings, group_id=f"{group}.status", starts=starts, timeout_s=timeout_s):
-        if record.header(GROUP_HEADER) not in (None, group):
+        if not record.written_by(group):
             continue  # another deployment's retry: not parked here
         number = record.partition[1]
         records[number] += 1
@@ -178,7 +176,7 @@ def read_status(settings: KafkaSettings, *, timeout_s: float = 60.0) -> Status:
     dead: Counter[str] = Counter()
     dlq_starts: dict[tuple[str, int], int | None] = {(settings.dlq_topic, n): None for n in dlq_marks}
     for record in scan_records(settings, group_id=f"{group}.status", starts=dlq_starts, timeout_s=timeout_s):
-        if record.header(GROUP_HEADER) in (None, group):
+        if record.written_by(group):
             dead[record.header(REASON_HEADER) or "unknown"] += 1
     status.dlq_reasons = dict(dead)
     return status

@@ -33,6 +33,7 @@ import orjson
 import structlog
 
 from stream.errors import ZendeskConfigError
+from stream.jsontypes import json_chars
 from stream.zendesk.classify import (
     Ok,
     RateLimited,
@@ -246,20 +247,10 @@ class _Item(Generic[T]):
 
 def json_size_bound(value: object) -> int:
     """An upper bound of `value`'s size as JSON, in bytes: exact for large values, cheap for small ones."""
-    estimate = _chars(value)
+    estimate = json_chars(value)
     if estimate * 6 <= 4096:  # 6 bytes a character at worst (a \u escape)
         return estimate * 6
     return len(orjson.dumps(value))
-
-
-def _chars(value: object) -> int:
-    if isinstance(value, str):
-        return len(value) + 2
-    if isinstance(value, Mapping):
-        return sum(len(str(k)) + 4 + _chars(v) for k, v in value.items()) + 2
-    if isinstance(value, list | tuple):
-        return sum(_chars(v) + 1 for v in value) + 2
-    return 24
 
 
 class _Batcher(Generic[T]):
@@ -364,7 +355,42 @@ def _items_of(results: Sequence[Any], count: int) -> list[Result]:
     return answers
 
 
-class UserUpserts:
+class _JobPath(Generic[T]):
+    """What the two job paths share: a batcher of `T` sending jobs, the path choice, and the counters.
+    A subclass sends one batch (`_send`) and says whether this request goes single (`_single`)."""
+
+    def __init__(
+        self,
+        *,
+        client: ZendeskClient,
+        poller: JobPoller,
+        stats: BulkStats,
+        linger_s: float = 0.25,
+        always: bool = False,
+        size_of: Callable[[T], int] | None = None,
+    ) -> None:
+        self._always = always
+        self._client = client
+        self._poller = poller
+        self._stats = stats
+        self._batcher: _Batcher[T] = _Batcher(linger_s=linger_s, send=self._send, size_of=size_of)
+        self._choice = _PathChoice(client, linger_s)
+
+    def _single(self, need: Need) -> bool:
+        """The single request is favoured for this one (and is then counted)."""
+        if self._always or not self._choice.single(need, self._batcher.queued):
+            return False
+        self._stats.single += 1
+        return True
+
+    async def _send(self, batch: list[_Item[T]]) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+
+class UserUpserts(_JobPath[Mapping[str, Any]]):
     """`create_or_update` of users, through jobs of up to 100 unless the single path is favoured."""
 
     def __init__(
@@ -376,14 +402,14 @@ class UserUpserts:
         linger_s: float = 0.25,
         always: bool = False,
     ) -> None:
-        self._always = always
-        self._client = client
-        self._poller = poller
-        self._stats = stats
-        self._batcher: _Batcher[Mapping[str, Any]] = _Batcher(
-            linger_s=linger_s, send=self._send, size_of=json_size_bound
+        super().__init__(
+            client=client,
+            poller=poller,
+            stats=stats,
+            linger_s=linger_s,
+            always=always,
+            size_of=json_size_bound,
         )
-        self._choice = _PathChoice(client, linger_s)
         self._bulk_refused = False
 
     async def upsert(self, user: Mapping[str, Any]) -> Result:
@@ -391,8 +417,10 @@ class UserUpserts:
         single = need_for(
             "POST", "/api/v2/users/create_or_update", user_key=key if isinstance(key, str) else None
         )
-        if self._bulk_refused or (not self._always and self._choice.single(single, self._batcher.queued)):
+        if self._bulk_refused:
             self._stats.single += 1
+            return await self._client.create_or_update_user(user)
+        if self._single(single):
             return await self._client.create_or_update_user(user)
         return await self._batcher.submit(user)
 
@@ -426,33 +454,12 @@ class UserUpserts:
             if not item.answer.done():
                 item.answer.set_result(answer)
 
-    async def close(self) -> None:
-        await self._batcher.close()
 
-
-class Memberships:
+class Memberships(_JobPath[tuple[int, int]]):
     """Organization memberships, created through jobs of up to 100 unless the single path is favoured."""
 
-    def __init__(
-        self,
-        *,
-        client: ZendeskClient,
-        poller: JobPoller,
-        stats: BulkStats,
-        linger_s: float = 0.25,
-        always: bool = False,
-    ) -> None:
-        self._always = always
-        self._client = client
-        self._poller = poller
-        self._stats = stats
-        self._batcher: _Batcher[tuple[int, int]] = _Batcher(linger_s=linger_s, send=self._send)
-        self._choice = _PathChoice(client, linger_s)
-
     async def create(self, user_id: int, organization_id: int) -> Result:
-        single = need_for("POST", "/api/v2/organization_memberships")
-        if not self._always and self._choice.single(single, self._batcher.queued):
-            self._stats.single += 1
+        if self._single(need_for("POST", "/api/v2/organization_memberships")):
             return await self._client.create_membership(user_id, organization_id)
         return await self._batcher.submit((user_id, organization_id))
 
@@ -465,9 +472,6 @@ class Memberships:
         for position, item in enumerate(batch):
             if not item.answer.done():
                 item.answer.set_result(answers[position] if answers is not None else finished)
-
-    async def close(self) -> None:
-        await self._batcher.close()
 
 
 class UserLookups:
