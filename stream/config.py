@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stream.delivery import DeliveryOptions
+from stream.durations import EXAMPLES, duration_s
 from stream.engine.backpressure import BackPressure
 from stream.engine.breaker import CircuitBreaker
+from stream.engine.delivered import DEFAULT_WINDOW_S
 from stream.engine.options import EngineOptions, Topics
 from stream.engine.retry import RetryPolicy
 from stream.errors import ConfigError
@@ -22,6 +24,8 @@ from stream.mapping.settings import DestinationSettings
 from stream.zendesk.connection import ZendeskConnection, connection_from
 from stream.zendesk.governor import DEFAULT_PLAN, PLANS, Budget, Governor
 
+MAX_WINDOW_S = 90 * 86_400.0
+
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
@@ -30,6 +34,7 @@ class Config:
     destination: DestinationSettings
     plan: str = DEFAULT_PLAN
     budget: Budget = field(default_factory=Budget)
+    dedup_window_s: float = DEFAULT_WINDOW_S  # 0: delivered events are not remembered
 
     def governor(self) -> Governor:
         return Governor(plan=self.plan, budget=self.budget)
@@ -42,6 +47,7 @@ class Config:
             retry=kafka.retry_topic,
             dlq=kafka.dlq_topic,
             group=kafka.group_id,
+            delivered=kafka.delivered_topic if self.dedup_window_s > 0 else None,
             starts_at_end=kafka.chosen("auto.offset.reset") in {"latest", "largest", "end"},
         )
 
@@ -74,8 +80,32 @@ def load_config(env: Mapping[str, str]) -> Config:
     zendesk = load_zendesk_connection(env, destination)
     plan, budget = load_rate_limits(env)
     return Config(
-        kafka=kafka_settings_from_env(env), zendesk=zendesk, destination=destination, plan=plan, budget=budget
+        kafka=kafka_settings_from_env(env),
+        zendesk=zendesk,
+        destination=destination,
+        plan=plan,
+        budget=budget,
+        dedup_window_s=dedup_window_from_env(env),
     )
+
+
+def dedup_window_from_env(env: Mapping[str, str]) -> float:
+    """STREAM_DEDUP_WINDOW: a duration (`7d`, `36h`, seconds as a number), or 0 to turn dedup off."""
+    raw = env.get("STREAM_DEDUP_WINDOW", "").strip()
+    if not raw:
+        return DEFAULT_WINDOW_S
+    seconds = duration_s(raw)
+    if seconds is None:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = -1.0
+    if not 0 <= seconds <= MAX_WINDOW_S:
+        raise ConfigError(
+            f"STREAM_DEDUP_WINDOW: expected a duration ({EXAMPLES}) of at most 90d, or 0 to turn it off, "
+            f"got {raw!r}"
+        )
+    return seconds
 
 
 def load_rate_limits(env: Mapping[str, str]) -> tuple[str, Budget]:
@@ -116,6 +146,7 @@ def engine_options_from_env(env: Mapping[str, str]) -> EngineOptions:
         max_in_flight=_number(env, "STREAM_MAX_IN_FLIGHT", defaults.max_in_flight, 1),
         commit_interval_s=_seconds(env, "STREAM_COMMIT_INTERVAL_S", defaults.commit_interval_s, 60),
         shutdown_deadline_s=_seconds(env, "STREAM_SHUTDOWN_DEADLINE_S", defaults.shutdown_deadline_s, 3600),
+        dedup_window_s=dedup_window_from_env(env),
         retry=RetryPolicy(
             attempts=_number(env, "STREAM_RETRY_ATTEMPTS", retry.attempts, 1, 100),
             rounds=_number(env, "STREAM_RETRY_ROUNDS", retry.rounds, 1, 100),

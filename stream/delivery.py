@@ -29,7 +29,7 @@ import structlog
 
 from stream.engine.records import InboundRecord
 from stream.errors import FieldsUnavailable, InvalidEvent
-from stream.events import SegmentEvent, decode_json, event_key, validate
+from stream.events import SegmentEvent, decode_json, delivery_id, event_key, validate
 from stream.mapping.coalesce import can_join, merge
 from stream.mapping.fields import FieldKind, Known, KnownField
 from stream.mapping.operations import (
@@ -175,6 +175,15 @@ class Destination:
             return can_join([self._event(record) for record in work], self._event(follower))
         except InvalidEvent:
             return False
+
+    def delivery_id(self, record: InboundRecord) -> bytes | None:
+        """Tracks become Sunshine events, which Zendesk would store twice: they are remembered once
+        delivered. Identifies and groups are upserts, safe to repeat."""
+        try:
+            event = self._event(record)
+        except InvalidEvent:
+            return None
+        return delivery_id(event) if event.type == "track" else None
 
     def _event(self, record: InboundRecord) -> SegmentEvent:
         """The record's validated event; the last few are remembered, for coalescing looks ahead (the

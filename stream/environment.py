@@ -30,6 +30,8 @@ ENVIRONMENT: dict[str, str] = {
     "STREAM_BULK_LINGER_MS": "the longest a bulk batch waits to fill, in milliseconds (default 250)",
     "STREAM_COALESCE": "merge consecutive identifies of one user waiting in its lane (default true)",
     "STREAM_UNCHANGED_TTL_S": "remember writes this long to skip ones that change nothing; 0: off (3600)",
+    "STREAM_DEDUP_WINDOW": "remember delivered track events this long, never to post one twice; 0: off (7d)",
+    "STREAM_DELIVERED_TOPIC": "their markers, a compacted topic (default <input>.<group>.delivered)",
     "STREAM_MAX_BUFFERED_PER_PARTITION": "records held per partition before it is paused (default 3000)",
     "STREAM_COMMIT_INTERVAL_S": "least seconds between two commits; commits follow finished work (0.01)",
     "STREAM_RETRY_ATTEMPTS": "in-place attempts for transient failures, the first included (default 5)",

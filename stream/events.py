@@ -29,6 +29,7 @@ Decisions (docs/semantics.md, "Envelope"):
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -91,6 +92,18 @@ class SegmentEvent:
     @property
     def supported(self) -> bool:
         return self.type in SUPPORTED_TYPES
+
+
+def delivery_id(event: SegmentEvent) -> bytes:
+    """What identifies an event among those already delivered (`stream.engine.delivered`): its
+    messageId, else a SHA-256 of its whole content (two events alike in every field are one event)."""
+    if event.message_id:
+        return b"m:" + event.message_id.encode()
+    try:
+        canonical: bytes = orjson.dumps(event.raw, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # an integer too large for orjson, a Decimal
+        canonical = json.dumps(event.raw, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return b"h:" + hashlib.sha256(canonical).hexdigest().encode()
 
 
 # --- decoding -------------------------------------------------------------------------------------------

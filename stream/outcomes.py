@@ -63,6 +63,7 @@ class SkipReason(StrEnum):
     EVENT_NOT_ENABLED = "event_not_enabled"
     MISSING_USER_ID = "missing_user_id"
     UNCHANGED = "unchanged"  # every write was what this service last wrote (within the memory's TTL)
+    ALREADY_DELIVERED = "already_delivered"  # Zendesk acknowledged this event before (dedup window)
 
 
 # ------------------------------------------------------------------------------ what one event came to

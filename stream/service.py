@@ -38,7 +38,18 @@ def check_kafka(config: Config) -> int:
     """Checks the broker and the topics; returns the largest record the retry and dead-letter topics
     accept (their `max.message.bytes`), which the producer's request size follows."""
     kafka = config.kafka
-    existing = check_topics(kafka)
+    delivered = config.topics.delivered
+    existing = check_topics(kafka, delivered=delivered is not None)
+    if delivered is not None:
+        retention_ms = int(existing[delivered].config.get("retention.ms", "-1") or -1)
+        if 0 <= retention_ms < config.dedup_window_s * 1000:
+            log.warning(
+                "the delivered topic forgets markers before STREAM_DEDUP_WINDOW ends: events older than its "
+                "retention may be posted again after a rewind",
+                topic=delivered,
+                retention_hours=round(retention_ms / 3_600_000, 1),
+                window_hours=round(config.dedup_window_s / 3600, 1),
+            )
     return max(max_message_bytes(existing[name].config) for name in (kafka.retry_topic, kafka.dlq_topic))
 
 

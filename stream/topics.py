@@ -17,7 +17,7 @@ from pathlib import Path
 from stream.errors import ConfigError
 from stream.kafka.config import KafkaSettings
 
-ROLES = ("input", "retry", "dlq")
+ROLES = ("input", "retry", "dlq", "delivered")
 
 
 def definitions_dir() -> Traversable:
@@ -86,7 +86,12 @@ def load_specs(
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"topics file: {path} is not valid TOML ({err})") from None
     declared = document.get("topics", {})
-    names = {"input": settings.input_topic, "retry": settings.retry_topic, "dlq": settings.dlq_topic}
+    names = {
+        "input": settings.input_topic,
+        "retry": settings.retry_topic,
+        "dlq": settings.dlq_topic,
+        "delivered": settings.delivered_topic,
+    }
     unknown = sorted(set(declared) - set(ROLES))
     if unknown:
         raise ConfigError(f"topics file: unknown topic role {unknown[0]!r} (known: {', '.join(ROLES)})")

@@ -76,9 +76,22 @@ def produce(
         raise RuntimeError("records were not delivered to Kafka")
 
 
+def create_delivered_topic(bootstrap: str, topic: str, group: str) -> None:
+    """The service's default delivered topic (`<input>.<group>.delivered`), with a partition for each of
+    the input's, unless it exists. Left to its default name, so an older tree given the same environment
+    (`engine_bench --compare-with`) meets no setting it does not know."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    partitions = len(admin.list_topics(topic, timeout=30).topics[topic].partitions)
+    name = f"{topic}.{group}.delivered"
+    if name not in admin.list_topics(timeout=30).topics:
+        create_topics(bootstrap, [name], partitions)
+
+
 def service_env(
     bootstrap: str, topic: str, group: str, simulator: RunningSimulator, **extra: str
 ) -> dict[str, str]:
+    """The service's environment; creates the group's delivered topic too."""
+    create_delivered_topic(bootstrap, topic, group)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "ZENDESK_", "STREAM_"))}
     return {
         **clean,

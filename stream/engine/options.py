@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from stream.engine.backpressure import BackPressure
 from stream.engine.breaker import CircuitBreaker
+from stream.engine.delivered import DEFAULT_WINDOW_S
 from stream.engine.retry import RetryPolicy
 
 
@@ -17,6 +18,7 @@ class Topics:
     retry: str
     dlq: str
     group: str
+    delivered: str | None = None  # the markers of delivered events (`stream.engine.delivered`); None: off
     starts_at_end: bool = False  # auto.offset.reset=latest: a new group skips what exists at start-up
 
     @property
@@ -35,6 +37,7 @@ class EngineOptions:
     shutdown_deadline_s: float = 30.0
     revoke_deadline_s: float = 20.0
     summary_interval_s: float = 30.0  # the periodic info line
+    dedup_window_s: float = DEFAULT_WINDOW_S  # how long a delivered event is remembered
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     back_pressure: BackPressure = field(default_factory=BackPressure)

@@ -92,6 +92,11 @@ class Source(Protocol):
         now, counting only records `writer_group` wrote: the keys parked in the retry path."""
         ...
 
+    async def delivered(self, partitions: Sequence[Partition]) -> dict[Partition, list[tuple[bytes, float]]]:
+        """The markers in each partition of the delivered topic, from its start to its end now, in order:
+        (delivery id, when it was written, in wall-clock seconds) (`stream.engine.delivered`)."""
+        ...
+
 
 class DurableProducer(Protocol):
     async def send(
@@ -122,6 +127,11 @@ class Processor(Protocol[P]):
     def joins(self, work: Sequence[InboundRecord], follower: InboundRecord) -> bool:
         """Whether `follower`, waiting right behind `work` (a head and what it carries so far) in its
         lane, is carried with it as one piece of work (consecutive identifies of one user: one upsert)."""
+        ...
+
+    def delivery_id(self, record: InboundRecord) -> bytes | None:
+        """What identifies the record's event among everything Zendesk acknowledged, for events that
+        must not be posted twice (tracks); None for the others (`stream.engine.delivered`)."""
         ...
 
     async def process(self, records: Sequence[InboundRecord], resume: P | None) -> tuple[Outcome, P | None]:

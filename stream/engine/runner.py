@@ -32,6 +32,7 @@ import structlog
 from stream.engine.breaker import BreakerWindow
 from stream.engine.commits import CommitGate, OffsetBook
 from stream.engine.copies import Copies, DeadLettered, Written
+from stream.engine.delivered import DeliveredMemory
 from stream.engine.end import EndTargets
 from stream.engine.lanes import LaneId, Lanes
 from stream.engine.options import EngineOptions, Topics
@@ -56,7 +57,7 @@ from stream.engine.retry import (
 from stream.engine.stats import Stats
 from stream.errors import CircuitOpen, FatalError, SourceFailed
 from stream.handover import Interruptible, begin, interruptible
-from stream.outcomes import DeadLetter, Delivered, Outcome, RetryReason, Skipped, Transient
+from stream.outcomes import DeadLetter, Delivered, Outcome, RetryReason, Skipped, SkipReason, Transient
 
 log = structlog.get_logger("stream.engine")
 
@@ -108,6 +109,7 @@ class Engine(Generic[P]):
         self._heads: dict[LaneId, _Head[P]] = {}
         self._interruptible: dict[LaneId, Interruptible] = {}  # of the running work (stream.handover)
         self._parked = ParkedKeys()
+        self._delivered = DeliveredMemory(window_s=self._options.dedup_window_s)
         self._breaker = BreakerWindow()
         self._copies = Copies(
             producer=producer, retry_topic=topics.retry, dlq_topic=topics.dlq, group=topics.group, wall=wall
@@ -232,14 +234,27 @@ class Engine(Generic[P]):
         )
         for (_, number), keys in waiting.items():
             self._parked.add_all(number, keys)
+        remembered = await self._recall_delivered([number for _, number in partitions])
         await self._source.assign(retry_parts)
         self._lanes.release(partitions)
         log.info(
             "partitions assigned",
             partitions=_names(partitions),
             parked_keys=sum(len(keys) for keys in waiting.values()),
+            delivered_remembered=remembered,
         )
         self._dispatch()
+
+    async def _recall_delivered(self, numbers: list[int]) -> int:
+        """Read the markers of these partitions' delivered events back into memory, before any of their
+        records may start."""
+        topic = self._topics.delivered
+        if topic is None or not numbers:
+            return 0
+        markers = await self._source.delivered([(topic, n) for n in numbers])
+        now_s = self._wall().timestamp()
+        loaded = [self._delivered.load(n, markers.get((topic, n), []), now_s=now_s) for n in numbers]
+        return sum(loaded)
 
     async def on_revoked(self, partitions: list[Partition]) -> CommitOffsets:
         """Stop dispatching, let in-flight work finish within the deadline, commit the retry side, and
@@ -284,7 +299,9 @@ class Engine(Generic[P]):
         gone = set(partitions)
         for lane in [lane for lane in self._heads if lane.source in gone]:
             del self._heads[lane]
-        self._parked.forget(number for topic, number in partitions if topic == self._topics.input)
+        inputs = [number for topic, number in partitions if topic == self._topics.input]
+        self._parked.forget(inputs)
+        self._delivered.forget(inputs)
         self._book.forget(partitions)
         self._paused.difference_update(partitions)
 
@@ -435,7 +452,7 @@ class Engine(Generic[P]):
             decision: Decision = ToRetryTopic(parked_behind(head.attempts, self._wall()))
             outcome: Outcome | None = None
         else:
-            outcome, head.resume = await self._process(head.records, head.resume)
+            outcome, head.resume = await self._deliver_once(head.records, head.resume)
             decision, head.attempts = self._options.retry.decide(
                 outcome,
                 head.attempts,
@@ -534,6 +551,48 @@ class Engine(Generic[P]):
                     "dead-letter topic"
                 )
             )
+
+    async def _deliver_once(
+        self, records: tuple[InboundRecord, ...], resume: P | None
+    ) -> tuple[Outcome, P | None]:
+        """Process the work, unless Zendesk already acknowledged its event (`stream.engine.delivered`);
+        what it acknowledges now is marked, durably, before its offset can be committed."""
+        delivery_id = self._delivery_id(records)
+        if delivery_id is None:
+            return await self._process(records, resume)
+        record = records[0]
+        if self._delivered.has(record.partition, delivery_id, now_s=self._wall().timestamp()):
+            return Skipped(SkipReason.ALREADY_DELIVERED, "Zendesk acknowledged this event before"), resume
+        outcome, resume = await self._process(records, resume)
+        if isinstance(outcome, Delivered):
+            await self._mark_delivered(record, delivery_id)
+        return outcome, resume
+
+    async def _mark_delivered(self, record: InboundRecord, delivery_id: bytes) -> None:
+        """The marker, confirmed by the broker, before the record can finish. Work abandoned at a
+        deadline still waits for the marker of what Zendesk acknowledged: its next owner reads it."""
+        assert self._topics.delivered is not None
+        send = asyncio.ensure_future(
+            self._producer.send(
+                self._topics.delivered, key=delivery_id, value=b"", headers=(), partition=record.partition
+            )
+        )
+        try:
+            await asyncio.shield(send)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await send
+            raise
+        self._delivered.remember(record.partition, delivery_id, now_s=self._wall().timestamp())
+
+    def _delivery_id(self, records: tuple[InboundRecord, ...]) -> bytes | None:
+        if self._topics.delivered is None or len(records) != 1:
+            return None
+        try:
+            return self._processor.delivery_id(records[0])
+        except Exception:  # a bug must not stop the lane; the event is then sent without the check
+            log.exception("delivery id raised", offset=records[0].offset, partition=records[0].partition)
+            return None
 
     async def _process(
         self, records: tuple[InboundRecord, ...], resume: P | None

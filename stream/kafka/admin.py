@@ -159,12 +159,14 @@ def _result(future: object, doing: str, *, tolerate: int | None = None) -> dict[
     return value if isinstance(value, dict) else {}
 
 
-def check_topics(kafka: KafkaSettings) -> dict[str, ExistingTopic]:
-    """The broker answers, the input, retry and dead-letter topics exist, and the retry topic has a
-    partition for every input partition; one line naming the problem otherwise."""
+def check_topics(kafka: KafkaSettings, *, delivered: bool = False) -> dict[str, ExistingTopic]:
+    """The broker answers, the input, retry and dead-letter topics exist (and the delivered topic, when
+    asked), and the retry and delivered topics have a partition for every input partition; one line
+    naming the problem otherwise."""
     admin = KafkaAdmin(settings=kafka)
     admin.broker_count()
     wanted = [kafka.input_topic, kafka.retry_topic, kafka.dlq_topic]
+    wanted += [kafka.delivered_topic] if delivered else []
     existing = admin.existing_topics(wanted)
     missing = [name for name in wanted if name not in existing]
     if missing:
@@ -172,12 +174,14 @@ def check_topics(kafka: KafkaSettings) -> dict[str, ExistingTopic]:
             f"topic {missing[0]} does not exist on {kafka.bootstrap_servers}; "
             "create the topics with `zendesk-stream topics apply`"
         )
-    inputs, retries = existing[kafka.input_topic].partitions, existing[kafka.retry_topic].partitions
-    if retries < inputs:
-        # A key's retry records live in the retry partition with its input partition's number.
-        raise ConfigError(
-            f"topic {kafka.retry_topic} has {retries} partitions, fewer than the {inputs} of "
-            f"{kafka.input_topic}; give it at least as many "
-            "(`zendesk-stream topics apply --increase-partitions`)"
-        )
+    inputs = existing[kafka.input_topic].partitions
+    # A key's retry records and its delivered markers live in the partitions with its input partition's
+    # number.
+    for aligned in wanted[1:]:
+        if aligned != kafka.dlq_topic and existing[aligned].partitions < inputs:
+            raise ConfigError(
+                f"topic {aligned} has {existing[aligned].partitions} partitions, fewer than the {inputs} "
+                f"of {kafka.input_topic}; give it at least as many "
+                "(`zendesk-stream topics apply --increase-partitions`)"
+            )
     return existing

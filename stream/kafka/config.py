@@ -53,7 +53,12 @@ class KafkaSettings:
     group_id: str
     retry_topic: str
     dlq_topic: str
+    delivered_topic: str = ""  # the markers of delivered events; "": `<input>.<group>.delivered`
     client_overrides: Mapping[str, str | Secret] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.delivered_topic:
+            object.__setattr__(self, "delivered_topic", f"{self.input_topic}.{self.group_id}.delivered")
 
     def client_config(self, client: Client = "admin") -> dict[str, str | int | float | bool]:
         """The user's librdkafka properties that belong to `client` (a consumer gets the consumer ones,
@@ -107,6 +112,7 @@ def kafka_settings_from_env(env: Mapping[str, str]) -> KafkaSettings:
         group_id=group,
         retry_topic=_name(env, "STREAM_RETRY_TOPIC", f"{topic}.{group}.retry"),
         dlq_topic=_name(env, "STREAM_DLQ_TOPIC", f"{topic}.{group}.dlq"),
+        delivered_topic=_name(env, "STREAM_DELIVERED_TOPIC", f"{topic}.{group}.delivered"),
         client_overrides=overrides,
     )
 

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -167,4 +167,17 @@ def scan_keys(
     for record in scan_records(settings, group_id=group_id, starts=committed, timeout_s=timeout_s):
         if record.key and record.written_by(writer_group):
             found[record.partition][record.key.decode("utf-8", "replace")] += 1
+    return found
+
+
+def read_markers(
+    settings: KafkaSettings, *, group_id: str, partitions: Sequence[Partition], timeout_s: float = 60.0
+) -> dict[Partition, list[tuple[bytes, float]]]:
+    """The keyed records of each partition from its start to its end now, in order, with their append
+    times in seconds: the markers of delivered events (`stream.engine.delivered`)."""
+    found: dict[Partition, list[tuple[bytes, float]]] = {p: [] for p in partitions}
+    starts: dict[Partition, int | None] = dict.fromkeys(partitions)
+    for record in scan_records(settings, group_id=group_id, starts=starts, timeout_s=timeout_s):
+        if record.key is not None and record.timestamp_ms is not None:
+            found[record.partition].append((record.key, record.timestamp_ms / 1000))
     return found

@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 from stream.engine.ports import CommitOffsets, Partition, Position, SourceHandler
 from stream.kafka.config import KafkaSettings
 from stream.kafka.consumer import ConsumerOptions, ConsumerThread, assign, commit_offsets, unassign
-from stream.kafka.scan import read_committed, read_watermarks, scan_keys
+from stream.kafka.scan import read_committed, read_markers, read_watermarks, scan_keys
 
 T = TypeVar("T")
 
@@ -119,6 +119,14 @@ class KafkaSource:
             group_id=self.retry_group,
             committed=committed,
             writer_group=writer_group,
+        )
+
+    async def delivered(self, partitions: Sequence[Partition]) -> dict[Partition, list[tuple[bytes, float]]]:
+        return await asyncio.to_thread(
+            read_markers,
+            self._settings,
+            group_id=f"{self._settings.group_id}.delivered",
+            partitions=partitions,
         )
 
     # ------------------------------------------------------------------------------------ routing

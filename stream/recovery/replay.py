@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from stream.durations import duration_s
 from stream.engine.records import GROUP_HEADER, NOT_BEFORE_HEADER, REASON_HEADER
 from stream.errors import ConfigError, SourceFailed
 from stream.kafka.config import KafkaSettings
@@ -38,16 +38,14 @@ from stream.kafka.scan import Scanned
 REPLAY_HEADER = "zs.replay.id"
 STATUS_HEADER = "zs.error.http_status"
 _RENEWED = frozenset({NOT_BEFORE_HEADER, "zs.attempts", GROUP_HEADER, REPLAY_HEADER})
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_when(text: str, *, now: datetime, option: str) -> datetime:
     """An ISO-8601 time (UTC when it names no offset) or a duration back from `now` (`90s`, `30m`,
     `2h`, `7d`)."""
     raw = text.strip()
-    if match := _DURATION.fullmatch(raw.lower()):
-        return now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    if (seconds := duration_s(raw)) is not None:
+        return now - timedelta(seconds=seconds)
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:

@@ -14,6 +14,7 @@ from tests.support.engine import EffectLog, seed_users, sequences_by_key, settin
 from tests.support.kafka import (
     consume,
     create_service_topics,
+    delivered_topic_of,
     dlq_topic_of,
     headers_of,
     produce,
@@ -48,6 +49,7 @@ def test_a_2mb_record_of_invalid_json_is_dead_lettered_and_the_service_goes_on(
     else:
         _create(kafka_bootstrap, retry_topic_of(topic))
         _create(kafka_bootstrap, dlq_topic_of(topic))
+        _create(kafka_bootstrap, delivered_topic_of(topic))
     seed_users(fast_simulator, ["after"])
     big = b"{" + b"x" * TWO_MB  # not JSON
     produce(
@@ -84,6 +86,7 @@ def test_retry_records_of_another_group_are_skipped_with_a_warning_and_park_noth
     shared_retry, dlq = unique_topic("t-shared-retry"), unique_topic("t-dlq")
     _create(kafka_bootstrap, shared_retry)
     _create(kafka_bootstrap, dlq)
+    _create(kafka_bootstrap, delivered_topic_of(topic, "group-b"))
     seed_users(fast_simulator, ["k1"])
     due = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
     foreign: list[tuple[str, str | bytes | None]] = [

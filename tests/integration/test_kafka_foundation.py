@@ -55,7 +55,7 @@ def test_topics_apply_creates_the_topics_and_a_second_run_changes_nothing(kafka_
     first = _cli(["topics", "apply", "--replication-factor", "1"], env)
     assert first.returncode == 0, first.stderr
     assert f"create {base} (input)" in first.stdout
-    assert "applied 3 change(s)" in first.stdout
+    assert "applied 4 change(s)" in first.stdout
 
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     topics = admin.list_topics(timeout=10).topics
@@ -68,8 +68,10 @@ def test_topics_apply_creates_the_topics_and_a_second_run_changes_nothing(kafka_
 
     second = _cli(["topics", "apply", "--replication-factor", "1"], env)
     assert second.returncode == 0, second.stderr
-    retry = f"{base}.zendesk-stream.retry"
-    assert second.stdout.strip() == f"topics up to date: {base}, {retry}, {dlq}"
+    retry, delivered = f"{base}.zendesk-stream.retry", f"{base}.zendesk-stream.delivered"
+    assert second.stdout.strip() == f"topics up to date: {base}, {retry}, {dlq}, {delivered}"
+    delivered_config = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, delivered)])
+    assert next(iter(delivered_config.values())).result()["cleanup.policy"].value == "compact,delete"
 
 
 def test_topics_apply_aligns_drifted_config_and_never_lowers_partitions(kafka_bootstrap: str) -> None:

@@ -15,6 +15,7 @@ from tests.support.kafka import (
     consume,
     create_service_topics,
     create_topics,
+    delivered_topic_of,
     dlq_topic_of,
     headers_of,
     produce,
@@ -35,7 +36,7 @@ def test_the_seed_examples_reach_zendesk_and_the_run_exits_at_the_end(
 ) -> None:
     topic = new_topic(partitions=2)
     new_dlq = dlq_topic_of(topic)
-    create_topics(kafka_bootstrap, [new_dlq, retry_topic_of(topic)], partitions=2)
+    create_topics(kafka_bootstrap, [new_dlq, retry_topic_of(topic), delivered_topic_of(topic)], partitions=2)
     events = [
         identify("97980cfea0067", name="Peter Gibbons", email="peter@example.com", plan="premium", logins=5),
         group(
@@ -87,7 +88,7 @@ def test_sigterm_stops_the_service_gracefully_with_exit_0_and_commits(
     kafka_bootstrap: str, new_topic: Callable[..., str], fast_simulator: RunningSimulator, tmp_path: Path
 ) -> None:
     topic = new_topic()
-    create_topics(kafka_bootstrap, [dlq_topic_of(topic), retry_topic_of(topic)])
+    create_topics(kafka_bootstrap, [dlq_topic_of(topic), retry_topic_of(topic), delivered_topic_of(topic)])
     produce(kafka_bootstrap, topic, [(f"u{i}", identify(f"u{i}", name=f"User {i}")) for i in range(20)])
     log_path = tmp_path / "service.log"
     process = start_service(service_env(kafka_bootstrap, topic, fast_simulator, SETTINGS), log_path)

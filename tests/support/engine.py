@@ -29,7 +29,7 @@ from typing import Any
 from confluent_kafka import Message, Producer
 
 from stream.simulator.testing import RunningSimulator
-from tests.support.kafka import create_topics, dlq_topic_of, retry_topic_of
+from tests.support.kafka import create_topics, delivered_topic_of, dlq_topic_of, retry_topic_of
 from tests.support.segment import track
 
 EVENTS_PATH = r"user_profiles/events"
@@ -408,7 +408,7 @@ class RssSampler:
 
 
 def create_side_topics(bootstrap: str, topic: str, *, partitions: int) -> None:
-    """The dead-letter topic, and the retry topic with the input's partition count (the engine reads retry
-    partition N with input partition N)."""
+    """The dead-letter topic, and the retry and delivered topics with the input's partition count (the
+    engine reads retry partition N and delivered partition N with input partition N)."""
     create_topics(bootstrap, [dlq_topic_of(topic)])
-    create_topics(bootstrap, [retry_topic_of(topic)], partitions=partitions)
+    create_topics(bootstrap, [retry_topic_of(topic), delivered_topic_of(topic)], partitions=partitions)

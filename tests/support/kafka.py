@@ -157,6 +157,11 @@ def dlq_topic_of(topic: str, group: str | None = None) -> str:
     return f"{topic}.{group or group_of(topic)}.dlq"
 
 
+def delivered_topic_of(topic: str, group: str | None = None) -> str:
+    """The service's default topic of delivered-event markers, `<input>.<group>.delivered`."""
+    return f"{topic}.{group or group_of(topic)}.delivered"
+
+
 def value_of(message: Message) -> bytes:
     value = message.value()
     assert isinstance(value, bytes), (
@@ -179,6 +184,6 @@ def headers_of(message: Message) -> dict[str, bytes]:
 
 
 def create_service_topics(bootstrap: str, topic: str, *, partitions: int = 1) -> None:
-    """The input topic with its retry (same partition count) and dead-letter topics."""
-    create_topics(bootstrap, [topic, retry_topic_of(topic)], partitions=partitions)
+    """The input topic with its retry and delivered topics (same partition count) and dead-letter topic."""
+    create_topics(bootstrap, [topic, retry_topic_of(topic), delivered_topic_of(topic)], partitions=partitions)
     create_topics(bootstrap, [dlq_topic_of(topic)], partitions=1)

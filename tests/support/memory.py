@@ -88,6 +88,7 @@ class MemoryBroker:
     topics: dict[str, list[list[StoredRecord]]] = field(default_factory=dict)
     committed: dict[tuple[str, Partition], Position] = field(default_factory=dict)  # (group, partition)
     commits: int = 0
+    wall: Callable[[], datetime] | None = None  # stamps appended records; without it, a record's offset
 
     def create(self, topic: str, partitions: int = 1) -> None:
         self.topics[topic] = [[] for _ in range(partitions)]
@@ -102,7 +103,8 @@ class MemoryBroker:
         headers: Sequence[tuple[str, bytes]] = (),
     ) -> int:
         log = self.topics[topic][partition]
-        log.append(StoredRecord(key, value, tuple(headers), timestamp_ms=len(log)))
+        stamp = int(self.wall().timestamp() * 1000) if self.wall is not None else len(log)
+        log.append(StoredRecord(key, value, tuple(headers), timestamp_ms=stamp))
         return len(log) - 1
 
     def produce(self, topic: str, key: str, value: bytes, *, partition: int | None = None) -> int:
@@ -218,6 +220,16 @@ class MemorySource:
                     keys[stored.key.decode()] += 1
             found[(topic, number)] = keys
         return found
+
+    async def delivered(self, partitions: Sequence[Partition]) -> dict[Partition, list[tuple[bytes, float]]]:
+        return {
+            (topic, number): [
+                (stored.key, stored.timestamp_ms / 1000)
+                for stored in self.broker.topics[topic][number]
+                if stored.key is not None
+            ]
+            for topic, number in partitions
+        }
 
     # the group, as a test moves it
 
@@ -349,13 +361,16 @@ class ScriptedProcessor:
         latency_s: float | Callable[[InboundRecord], float] = 0.01,
         token_wait_s: Callable[[InboundRecord], float] | None = None,
         joins: bool = False,
+        delivery_ids: bool = False,
     ) -> None:
         """`latency_s`: the request on the wire; `token_wait_s`: a wait before it, for a rate-limit token,
-        marked as one (`stream.handover`)."""
+        marked as one (`stream.handover`). With `delivery_ids`, a record whose value starts with `track:`
+        has the rest of its value as its delivery id (`stream.engine.delivered`)."""
         self._script = script or (lambda _record, _attempt: Delivered(operations=1))
         self._latency_s = latency_s
         self._token_wait_s = token_wait_s
         self._joins = joins
+        self._delivery_ids = delivery_ids
         self.attempts: list[Processed] = []
         self.works: list[tuple[int, ...]] = []  # the offsets of each attempt's work
         self.running: set[str | None] = set()
@@ -367,6 +382,10 @@ class ScriptedProcessor:
     def joins(self, work: Sequence[InboundRecord], follower: InboundRecord) -> bool:
         """Records whose values start with `+` ride along with the record before them."""
         return self._joins and (follower.value or b"").startswith(b"+")
+
+    def delivery_id(self, record: InboundRecord) -> bytes | None:
+        value = record.value or b""
+        return value.removeprefix(b"track:") if self._delivery_ids and value.startswith(b"track:") else None
 
     async def process(
         self, records: Sequence[InboundRecord], resume: int | None

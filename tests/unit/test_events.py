@@ -11,7 +11,15 @@ import fastavro
 import pytest
 
 from stream.errors import InvalidEvent
-from stream.events import SegmentEvent, decode_avro, decode_json, event_key, parse_event, validate
+from stream.events import (
+    SegmentEvent,
+    decode_avro,
+    decode_json,
+    delivery_id,
+    event_key,
+    parse_event,
+    validate,
+)
 from stream.outcomes import DlqReason
 
 
@@ -251,3 +259,27 @@ def test_absurdly_large_integers_go_to_dlq_invalid_payload() -> None:
     assert "more than 300 digits" in invalid(validate, {"type": "identify", "traits": {"n": 10**400}}).message
     huge = b'{"type": "identify", "n": ' + b"9" * 5000 + b"}"
     assert "not valid JSON" in invalid(decode_json, huge).message
+
+
+# --- what identifies a delivered event ------------------------------------------------------------------
+
+
+def test_a_track_is_identified_by_its_message_id() -> None:
+    event = validate({"type": "track", "event": "Order", "userId": "u1", "messageId": "abc-1"})
+    assert delivery_id(event) == b"m:abc-1"
+
+
+def test_a_track_without_message_id_is_identified_by_its_whole_content_whatever_the_key_order() -> None:
+    one = validate(json.loads('{"type":"track","event":"Order","userId":"u1","properties":{"a":1,"b":2}}'))
+    same = validate(json.loads('{"properties":{"b":2,"a":1},"userId":"u1","event":"Order","type":"track"}'))
+    other = validate(json.loads('{"type":"track","event":"Order","userId":"u1","properties":{"a":1,"b":3}}'))
+    assert delivery_id(one) == delivery_id(same)
+    assert delivery_id(one) != delivery_id(other)
+    assert delivery_id(one).startswith(b"h:") and len(delivery_id(one)) == 2 + 64
+
+
+def test_a_content_hash_takes_integers_too_large_for_orjson() -> None:
+    event = validate(
+        decode_json(b'{"type":"track","event":"E","userId":"u","properties":{"n":' + b"9" * 40 + b"}}")
+    )
+    assert delivery_id(event).startswith(b"h:")

@@ -49,7 +49,7 @@ def test_min_insync_replicas_stays_below_the_replication_factor(
 def test_new_topics_on_a_single_broker_get_min_isr_1_with_replication_factor_1() -> None:
     actions = plan_changes(_specs(replication_factor=1), {}, broker_count=1)
     created = [a.spec for a in actions if isinstance(a, CreateTopic)]
-    assert [s.name for s in created] == ["in", "in.g.retry", "in.g.dlq"]
+    assert [s.name for s in created] == ["in", "in.g.retry", "in.g.dlq", "in.g.delivered"]
     assert all(s.replication_factor == 1 and s.config["min.insync.replicas"] == "1" for s in created)
 
 
@@ -61,7 +61,7 @@ def test_existing_replication_factor_1_topics_keep_min_isr_1_without_the_overrid
     actions = plan_changes(specs, existing, broker_count=1)
     assert not [a for a in actions if isinstance(a, AlterConfig)]
     warnings = [a for a in actions if isinstance(a, Warning_)]
-    assert len(warnings) == 3 and all("replication factor 1, 3 wanted" in w.message for w in warnings)
+    assert len(warnings) == 4 and all("replication factor 1, 3 wanted" in w.message for w in warnings)
 
 
 def test_the_override_and_the_file_agree_on_existing_topics() -> None:
@@ -75,7 +75,7 @@ def test_creating_with_more_replicas_than_brokers_is_refused_but_dry_run_prints_
     with pytest.raises(ConfigError, match="replication factor 3 needs 3 brokers, the cluster has 1"):
         plan_changes(_specs(), {}, broker_count=1)
     actions = plan_changes(_specs(), {}, broker_count=1, dry_run=True)
-    assert [type(a) for a in actions] == [Warning_, CreateTopic] * 3
+    assert [type(a) for a in actions] == [Warning_, CreateTopic] * 4
     assert "cannot be created" in describe(actions[0])
 
 
@@ -96,3 +96,12 @@ def test_a_second_plan_after_applying_the_first_changes_nothing() -> None:
     created = [a.spec for a in plan_changes(specs, {}, broker_count=1) if isinstance(a, CreateTopic)]
     existing = {s.name: _existing(s.name, rf=1, partitions=s.partitions, config=s.config) for s in created}
     assert plan_changes(specs, existing, broker_count=1) == []
+
+
+def test_the_delivered_topic_is_compacted_aligned_with_the_input_and_kept_as_long_as_the_window() -> None:
+    by_role = {spec.role: spec for spec in _specs()}
+    delivered = by_role["delivered"]
+    assert delivered.name == "in.g.delivered"
+    assert delivered.partitions == by_role["input"].partitions
+    assert delivered.config["cleanup.policy"] == "compact,delete"
+    assert int(delivered.config["retention.ms"]) >= 7 * 86_400_000  # STREAM_DEDUP_WINDOW's default
