@@ -22,6 +22,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Final
 
@@ -29,7 +30,7 @@ import structlog
 
 from stream.engine.records import InboundRecord
 from stream.errors import FieldsUnavailable, InvalidEvent
-from stream.events import SegmentEvent, decode_json, delivery_id, event_key, validate
+from stream.events import SegmentEvent, decode_json, delivery_id, event_key, iso_timestamp, validate
 from stream.mapping.coalesce import can_join, merge
 from stream.mapping.fields import FieldKind, Known, KnownField
 from stream.mapping.operations import (
@@ -106,6 +107,24 @@ class _Unchanged:
 _REPLAN: Final = _Replan()
 _UNCHANGED: Final = _Unchanged()
 _MAX_PLANS: Final = 3
+_MAX_EVENT_PAGES: Final = 20  # of 100 events: the user's events of one type at one instant, or since
+
+
+def _same_event(found: Any, sent: Mapping[str, Any]) -> bool:
+    if not isinstance(found, Mapping):
+        return False
+    same = (found.get(k) == sent.get(k) for k in ("source", "type", "properties"))
+    if not all(same):
+        return False
+    created = sent.get("created_at")
+    return created is None or _instant(found.get("created_at")) == _instant(created)
+
+
+def _instant(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +203,49 @@ class Destination:
         except InvalidEvent:
             return None
         return delivery_id(event) if event.type == "track" else None
+
+    async def was_delivered(self, record: InboundRecord, *, since_s: float) -> bool | DeadLetter | Transient:
+        """Whether Zendesk already holds the record's Sunshine event: asked when an attempt may have
+        been cut off between Zendesk's answer and our marker (`stream.engine.delivered`). The user's
+        events of that source and type are searched for one with the same properties (and the same
+        `created_at`, when the event carried a timestamp; else one created since `since_s`)."""
+        try:
+            planned = plan_event(self._event(record), self._settings, Known())
+        except InvalidEvent:
+            return False
+        sends = (
+            [op for op in planned.operations if isinstance(op, SendEvent)]
+            if isinstance(planned, Plan)
+            else []
+        )
+        if not sends:
+            return False
+        user = await self._user(sends[0].user)
+        if not isinstance(user, Found):
+            return False if isinstance(user, Missing) else user
+        sent = sends[0].body["event"]
+        created = sent.get("created_at")
+        start, end = (
+            (created, created) if created else (iso_timestamp(datetime.fromtimestamp(since_s, UTC)), None)
+        )
+        params = {"filter[source]": sent["source"], "filter[type]": sent["type"], "page[size]": "100"}
+        params["filter[start_time]"] = start
+        if end is not None:
+            params["filter[end_time]"] = end
+        user_id = user.id
+        for _ in range(_MAX_EVENT_PAGES):
+            page = dict(params)
+            result = await self._call(partial(self._client.list_user_events, user_id, page))
+            if not isinstance(result, Ok):
+                return self._failure(result)
+            if any(_same_event(found, sent) for found in result.json.get("events", [])):
+                return True
+            meta = result.json.get("meta") or {}
+            if not meta.get("has_more") or not meta.get("after_cursor"):
+                return False
+            params["page[after]"] = str(meta["after_cursor"])
+        log.warning("gave up looking for an interrupted event in Zendesk; sending it", pages=_MAX_EVENT_PAGES)
+        return False
 
     def _event(self, record: InboundRecord) -> SegmentEvent:
         """The record's validated event; the last few are remembered, for coalescing looks ahead (the

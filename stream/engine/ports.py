@@ -17,8 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from stream.engine.delivered import Marker
 from stream.engine.records import InboundRecord
-from stream.outcomes import Outcome
+from stream.outcomes import DeadLetter, Outcome, Transient
 
 Partition = tuple[str, int]  # topic, partition number
 P = TypeVar("P")
@@ -92,9 +93,9 @@ class Source(Protocol):
         now, counting only records `writer_group` wrote: the keys parked in the retry path."""
         ...
 
-    async def delivered(self, partitions: Sequence[Partition]) -> dict[Partition, list[tuple[bytes, float]]]:
+    async def delivered(self, partitions: Sequence[Partition]) -> dict[Partition, list[Marker]]:
         """The markers in each partition of the delivered topic, from its start to its end now, in order:
-        (delivery id, when it was written, in wall-clock seconds) (`stream.engine.delivered`)."""
+        (delivery id, value, when it was written in wall-clock seconds) (`stream.engine.delivered`)."""
         ...
 
 
@@ -132,6 +133,11 @@ class Processor(Protocol[P]):
     def delivery_id(self, record: InboundRecord) -> bytes | None:
         """What identifies the record's event among everything Zendesk acknowledged, for events that
         must not be posted twice (tracks); None for the others (`stream.engine.delivered`)."""
+        ...
+
+    async def was_delivered(self, record: InboundRecord, *, since_s: float) -> bool | DeadLetter | Transient:
+        """Whether Zendesk already holds the record's event, sent at or after `since_s` by an attempt
+        that was cut off before it was settled; an outcome when Zendesk cannot tell now."""
         ...
 
     async def process(self, records: Sequence[InboundRecord], resume: P | None) -> tuple[Outcome, P | None]:

@@ -32,7 +32,7 @@ import structlog
 from stream.engine.breaker import BreakerWindow
 from stream.engine.commits import CommitGate, OffsetBook
 from stream.engine.copies import Copies, DeadLettered, Written
-from stream.engine.delivered import DeliveredMemory
+from stream.engine.delivered import DONE, PENDING, DeliveredMemory
 from stream.engine.end import EndTargets
 from stream.engine.lanes import LaneId, Lanes
 from stream.engine.options import EngineOptions, Topics
@@ -63,6 +63,7 @@ log = structlog.get_logger("stream.engine")
 
 EXIT_OK = 0
 EXIT_FATAL = 1
+CLOCK_SKEW_S = 300.0  # between our clock and Zendesk's, when looking for an event sent since a marker
 P = TypeVar("P")
 
 
@@ -555,26 +556,41 @@ class Engine(Generic[P]):
     async def _deliver_once(
         self, records: tuple[InboundRecord, ...], resume: P | None
     ) -> tuple[Outcome, P | None]:
-        """Process the work, unless Zendesk already acknowledged its event (`stream.engine.delivered`);
-        what it acknowledges now is marked, durably, before its offset can be committed."""
+        """Process the work, unless Zendesk already holds its event (`stream.engine.delivered`): a track
+        is announced before it is sent and settled after, each marker confirmed by the broker."""
         delivery_id = self._delivery_id(records)
         if delivery_id is None:
             return await self._process(records, resume)
-        record = records[0]
-        if self._delivered.has(record.partition, delivery_id, now_s=self._wall().timestamp()):
+        record, number = records[0], records[0].partition
+        if self._delivered.has(number, delivery_id, now_s=self._wall().timestamp()):
             return Skipped(SkipReason.ALREADY_DELIVERED, "Zendesk acknowledged this event before"), resume
+        since = self._delivered.pending_since(number, delivery_id)
+        if since is not None:  # an attempt was cut off after it may have been sent
+            held = await self._processor.was_delivered(record, since_s=since - CLOCK_SKEW_S)
+            if not isinstance(held, bool):
+                return held, resume
+            log.info("checked an interrupted delivery in Zendesk", partition=number, found=held)
+            if held:
+                await self._mark(record, delivery_id, DONE)
+                return Skipped(
+                    SkipReason.ALREADY_DELIVERED, "found in Zendesk after a cut-off attempt"
+                ), resume
+        else:
+            await self._mark(record, delivery_id, PENDING)
         outcome, resume = await self._process(records, resume)
         if isinstance(outcome, Delivered):
-            await self._mark_delivered(record, delivery_id)
+            await self._mark(record, delivery_id, DONE)
+        elif _nothing_stored(outcome):
+            await self._mark(record, delivery_id, None)
         return outcome, resume
 
-    async def _mark_delivered(self, record: InboundRecord, delivery_id: bytes) -> None:
-        """The marker, confirmed by the broker, before the record can finish. Work abandoned at a
-        deadline still waits for the marker of what Zendesk acknowledged: its next owner reads it."""
+    async def _mark(self, record: InboundRecord, delivery_id: bytes, value: bytes | None) -> None:
+        """A marker, confirmed by the broker, before the work goes on. Work abandoned at a deadline still
+        waits for it: its next owner reads it."""
         assert self._topics.delivered is not None
         send = asyncio.ensure_future(
             self._producer.send(
-                self._topics.delivered, key=delivery_id, value=b"", headers=(), partition=record.partition
+                self._topics.delivered, key=delivery_id, value=value, headers=(), partition=record.partition
             )
         )
         try:
@@ -583,7 +599,13 @@ class Engine(Generic[P]):
             with contextlib.suppress(Exception):
                 await send
             raise
-        self._delivered.remember(record.partition, delivery_id, now_s=self._wall().timestamp())
+        number, now_s = record.partition, self._wall().timestamp()
+        if value == DONE:
+            self._delivered.remember(number, delivery_id, now_s=now_s)
+        elif value == PENDING:
+            self._delivered.begin(number, delivery_id, now_s=now_s)
+        else:
+            self._delivered.settle(number, delivery_id)
 
     def _delivery_id(self, records: tuple[InboundRecord, ...]) -> bytes | None:
         if self._topics.delivered is None or len(records) != 1:
@@ -676,6 +698,17 @@ class Engine(Generic[P]):
 def _in_background(command: Any) -> None:
     task = asyncio.ensure_future(command)
     task.add_done_callback(_log_command_failure)
+
+
+def _nothing_stored(outcome: Outcome) -> bool:
+    """Zendesk surely stored nothing: it refused, it answered with an error, or nothing was sent. A
+    timeout or a dropped connection leaves the attempt pending: the event may have arrived."""
+    match outcome:
+        case Skipped() | DeadLetter():
+            return True
+        case Transient(http_status=status):
+            return status is not None
+    return False
 
 
 def _message(outcome: Outcome | None) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from stream.engine.delivered import Marker
 from stream.engine.records import GROUP_HEADER
 from stream.errors import SourceFailed
 from stream.kafka.config import KafkaSettings
@@ -172,12 +173,12 @@ def scan_keys(
 
 def read_markers(
     settings: KafkaSettings, *, group_id: str, partitions: Sequence[Partition], timeout_s: float = 60.0
-) -> dict[Partition, list[tuple[bytes, float]]]:
-    """The keyed records of each partition from its start to its end now, in order, with their append
-    times in seconds: the markers of delivered events (`stream.engine.delivered`)."""
-    found: dict[Partition, list[tuple[bytes, float]]] = {p: [] for p in partitions}
+) -> dict[Partition, list[Marker]]:
+    """The keyed records of each partition from its start to its end now, in order, with their values
+    and append times in seconds: the markers of delivered events (`stream.engine.delivered`)."""
+    found: dict[Partition, list[Marker]] = {p: [] for p in partitions}
     starts: dict[Partition, int | None] = dict.fromkeys(partitions)
-    for record in scan_records(settings, group_id=group_id, starts=starts, timeout_s=timeout_s):
+    for record in scan_records(settings, group_id=group_id, starts=starts, timeout_s=timeout_s, values=True):
         if record.key is not None and record.timestamp_ms is not None:
-            found[record.partition].append((record.key, record.timestamp_ms / 1000))
+            found[record.partition].append((record.key, record.value, record.timestamp_ms / 1000))
     return found

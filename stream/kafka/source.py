@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, TopicPartition
 
+from stream.engine.delivered import Marker
 from stream.engine.ports import CommitOffsets, Partition, Position, SourceHandler
 from stream.kafka.config import KafkaSettings
 from stream.kafka.consumer import ConsumerOptions, ConsumerThread, assign, commit_offsets, unassign
@@ -121,7 +122,7 @@ class KafkaSource:
             writer_group=writer_group,
         )
 
-    async def delivered(self, partitions: Sequence[Partition]) -> dict[Partition, list[tuple[bytes, float]]]:
+    async def delivered(self, partitions: Sequence[Partition]) -> dict[Partition, list[Marker]]:
         return await asyncio.to_thread(
             read_markers,
             self._settings,

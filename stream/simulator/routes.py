@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from stream.simulator import bulk, errors
@@ -500,28 +501,59 @@ def post_legacy_sunshine_event(sim: Simulator, req: Request) -> Reply:
 
 
 def list_user_events(sim: Simulator, req: Request) -> Reply:
+    """The user's events, oldest first: `filter[source]`, `filter[type]` (only with a source),
+    `filter[start_time]`/`filter[end_time]` on `created_at` (our reading: the docs do not say which
+    time), cursor pages with `page[size]`; `links` is an array here, unlike the Support API."""
     user = sim.state.get_user(req.id_param())
-    events = [e for e in sim.state.events if e.user_id == user.id]
-    return Reply(
-        status=200,
-        body={
-            "events": [
-                {
-                    "id": e.id,
-                    "source": e.source,
-                    "type": e.type,
-                    "description": e.description,
-                    "properties": e.properties,
-                    "created_at": e.created_at,
-                    "received_at": e.received_at,
-                    "user_id": str(e.user_id),
-                }
-                for e in events
-            ],
-            "links": [],
-            "meta": {"after_cursor": None, "has_more": False},
-        },
+    query = req.query
+    if "filter[type]" in query and "filter[source]" not in query:
+        raise errors.events_error("InvalidParameter", "filter[type] needs filter[source]")
+    start, end = (_event_time(query, name) for name in ("filter[start_time]", "filter[end_time]"))
+    events = [
+        e
+        for e in sim.state.events
+        if e.user_id == user.id
+        and query.get("filter[source]", e.source) == e.source
+        and query.get("filter[type]", e.type) == e.type
+        and (start is None or _event_time_of(e.created_at) >= start)
+        and (end is None or _event_time_of(e.created_at) <= end)
+    ]
+    page = paginate(
+        events,
+        name="events",
+        render=_event_json,
+        query={"page[size]": "100", **query},
+        page_url=_page_url(req),
     )
+    page["links"] = [page["links"]] if page["links"].get("next") else []
+    return Reply(status=200, body=page)
+
+
+def _event_json(e: Any) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "source": e.source,
+        "type": e.type,
+        "description": e.description,
+        "properties": e.properties,
+        "created_at": e.created_at,
+        "received_at": e.received_at,
+        "user_id": str(e.user_id),
+    }
+
+
+def _event_time(query: dict[str, str], name: str) -> float | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        return _event_time_of(raw)
+    except ValueError:
+        raise errors.events_error("InvalidParameter", f"{name} is not an ISO-8601 time") from None
+
+
+def _event_time_of(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 # -- the table -------------------------------------------------------------------------------------------

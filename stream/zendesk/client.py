@@ -245,6 +245,13 @@ class ZendeskClient:
         Not idempotent in Zendesk: the caller must not resend an event whose answer was Ok."""
         return await self._send("POST", "/api/v2/user_profiles/events", body=body)
 
+    async def list_user_events(self, user_id: int, params: Mapping[str, str]) -> Result:
+        """GET /api/v2/users/{id}/events with `filter[source]`, `filter[type]`, `filter[start_time]`,
+        `filter[end_time]`, `page[size]`, `page[after]`: `{"events": [...], "meta": {"has_more",
+        "after_cursor"}}`."""
+        path = _path("/api/v2/users/{}/events", user_id)
+        return await self._send("GET", "/api/v2/users/{id}/events", path, params=params)
+
     async def show_job_status(self, job_id: str) -> Result:
         path = "/api/v2/job_statuses/" + quote(job_id, safe="")
         return await self._send("GET", "/api/v2/job_statuses/{id}", path)

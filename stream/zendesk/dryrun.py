@@ -127,6 +127,14 @@ class DryRunClient:
             assumption="no custom organization field to exist",
         )
 
+    async def list_user_events(self, user_id: int, params: Mapping[str, str]) -> Result:
+        return await self._read(
+            "GET /api/v2/users/{id}/events",
+            lambda api: api.list_user_events(user_id, params),
+            assume=lambda: Ok(200, {"events": [], "meta": {"has_more": False}}),
+            assumption="the event not to be in Zendesk yet",
+        )
+
     async def find_users_by_external_id(self, external_id: str) -> Result:
         return await self._read(
             "GET /api/v2/users/search?external_id=",

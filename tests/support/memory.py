@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from stream.engine.delivered import Marker
 from stream.engine.options import Topics
 from stream.engine.ports import CommitOffsets, Partition, Position, SourceHandler
 from stream.engine.records import GROUP_HEADER, InboundRecord
 from stream.errors import ProduceFailed, RecordTooLarge
 from stream.handover import interruptible
-from stream.outcomes import Delivered, Outcome
+from stream.outcomes import DeadLetter, Delivered, Outcome, Transient
 
 T = TypeVar("T")
 EPOCH = datetime(2026, 12, 1, tzinfo=UTC)
@@ -221,10 +222,10 @@ class MemorySource:
             found[(topic, number)] = keys
         return found
 
-    async def delivered(self, partitions: Sequence[Partition]) -> dict[Partition, list[tuple[bytes, float]]]:
+    async def delivered(self, partitions: Sequence[Partition]) -> dict[Partition, list[Marker]]:
         return {
             (topic, number): [
-                (stored.key, stored.timestamp_ms / 1000)
+                (stored.key, stored.value, stored.timestamp_ms / 1000)
                 for stored in self.broker.topics[topic][number]
                 if stored.key is not None
             ]
@@ -371,6 +372,8 @@ class ScriptedProcessor:
         self._token_wait_s = token_wait_s
         self._joins = joins
         self._delivery_ids = delivery_ids
+        self.held: set[bytes | None] = set()  # values Zendesk holds, as an earlier process left them
+        self.asked: list[int] = []  # the offsets `was_delivered` was asked about
         self.attempts: list[Processed] = []
         self.works: list[tuple[int, ...]] = []  # the offsets of each attempt's work
         self.running: set[str | None] = set()
@@ -386,6 +389,14 @@ class ScriptedProcessor:
     def delivery_id(self, record: InboundRecord) -> bytes | None:
         value = record.value or b""
         return value.removeprefix(b"track:") if self._delivery_ids and value.startswith(b"track:") else None
+
+    async def was_delivered(self, record: InboundRecord, *, since_s: float) -> bool | DeadLetter | Transient:
+        """Zendesk holds what an attempt of this processor, or an earlier one (`held`), delivered."""
+        self.asked.append(record.offset)
+        return record.value in self.held or any(
+            a.value == record.value and isinstance(self._script(record, a.attempt), Delivered)
+            for a in self.attempts
+        )
 
     async def process(
         self, records: Sequence[InboundRecord], resume: int | None
