@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -454,6 +455,44 @@ async def test_track_to_a_known_user_by_external_id_is_sent_after_the_user_is_fo
     [event] = sim.control.state()["events"]
     assert (event["user_id"], event["type"], event["source"]) == (user_id, "Article Completed", "segment")
     assert event["properties"] == {"title": "Intro"}
+
+
+def _record(payload: dict[str, Any]) -> InboundRecord:
+    return InboundRecord(
+        topic="segment.events", partition=0, offset=0, key=None, value=json.dumps(payload).encode()
+    )
+
+
+async def test_an_attempt_cut_off_is_found_in_zendesk_only_if_zendesk_stored_that_very_event(
+    sim: RunningSimulator,
+) -> None:
+    """`was_delivered`: the user's events of that source and type, at the event's own timestamp, with
+    the same properties. Another timestamp or other properties are another event."""
+    sim.control.seed(users=[{"name": "Ann", "external_id": "u1"}])
+    stored = track("u1", "Article Completed", title="Intro")
+    async with destination(sim, **EVENTS) as dest:
+        assert isinstance(await deliver(dest, stored), Delivered)
+        since = last_seq(sim)
+        assert await dest.was_delivered(_record(stored), since_s=0) is True
+        other = {**stored, "properties": {"title": "Outro"}}
+        assert await dest.was_delivered(_record(other), since_s=0) is False
+        later = {**stored, "timestamp": "2026-11-29T10:00:01.000Z"}
+        assert await dest.was_delivered(_record(later), since_s=0) is False
+        assert await dest.was_delivered(_record(track("nobody", "Article Completed")), since_s=0) is False
+    asked = [c for c in calls(sim, since=since) if c.endswith("/events")]
+    assert asked == [f"GET /api/v2/users/{sim.control.state()['users'][0]['id']}/events"] * 3
+
+
+async def test_an_event_without_timestamp_is_looked_for_since_the_attempt_was_announced(
+    sim: RunningSimulator,
+) -> None:
+    sim.control.seed(users=[{"name": "Ann", "external_id": "u1"}])
+    stored = {k: v for k, v in track("u1", "Article Completed", n=1).items() if k != "timestamp"}
+    async with destination(sim, **EVENTS) as dest:
+        announced = time.time()
+        assert isinstance(await deliver(dest, stored), Delivered)
+        assert await dest.was_delivered(_record(stored), since_s=announced - 300) is True
+        assert await dest.was_delivered(_record(stored), since_s=announced + 3600) is False
 
 
 async def test_track_after_an_identify_uses_the_user_id_the_upsert_taught_without_a_lookup(
