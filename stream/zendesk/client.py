@@ -90,10 +90,11 @@ class ZendeskClient:
         max_pages: int = 100,
         on_exchange: Callable[[Exchange], None] | None = None,
         governor: Governor | None = None,
+        token_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`on_exchange`, when given, is called after every request with what was asked and answered.
         `governor` paces every request against Zendesk's limits (by default: the Enterprise plan's,
-        corrected by what Zendesk's headers say)."""
+        corrected by what Zendesk's headers say). `token_clock` times OAuth token lifetimes."""
         self.governor = governor or Governor()
         self.connection = connection
         self._on_exchange = on_exchange
@@ -106,7 +107,7 @@ class ZendeskClient:
         self._tokens: TokenKeeper | None = None
         self._static_authorization: Secret | None = None
         if isinstance(auth, ClientCredentialsAuth | RefreshTokenAuth):
-            self._tokens = TokenKeeper(auth=auth, post=self._post_token)
+            self._tokens = TokenKeeper(auth=auth, post=self._post_token, clock=token_clock)
         else:
             self._static_authorization = auth.authorization()
         self._origin = httpx.URL(connection.base_url)
