@@ -20,7 +20,8 @@ What a renewal comes to:
     200 with an access token                     the new token (refresh-token mode: the rotated refresh
                                                  token is stored durably first, `store_refresh_token`)
     400/401/403 (invalid_client, invalid_grant,  ZendeskConfigError naming the setting and Zendesk's
-      invalid_request…), a redirect, a 404        answer: raised to every waiter and on every later call
+      invalid_request…), a redirect, a 404        answer (a redirect or 404: the base URL), raised to every
+                                                 waiter and on every later call
     no answer, 408/409/429/5xx, an answer we     Unavailable: the waiting request is a transient failure;
       cannot read                                 the current token stays in use until it expires
 
@@ -354,7 +355,7 @@ def _refusal(
     error, description = _oauth_error(answer.body)
     said = ": ".join(part for part in (error, description) if part) or "no reason given"
     said = _one_line(_redact(said, secrets), 200)
-    if 300 <= status < 400 or (status == 404 and error is None):
+    if 300 <= status < 400 or status == 404:
         return ZendeskConfigError(
             status,
             f"POST {TOKEN_PATH} answered {status}, not an OAuth answer; "
