@@ -21,7 +21,7 @@ from stream.errors import ConfigError
 from stream.kafka.config import KafkaSettings, kafka_settings_from_env
 from stream.kafka.consumer import ConsumerOptions
 from stream.mapping.settings import DestinationSettings
-from stream.zendesk.connection import ZendeskConnection, connection_from
+from stream.zendesk.connection import OAuthSettings, ZendeskConnection, connection_from
 from stream.zendesk.governor import DEFAULT_PLAN, PLANS, Budget, Governor
 
 MAX_WINDOW_S = 90 * 86_400.0
@@ -129,12 +129,26 @@ def load_zendesk_connection(env: Mapping[str, str], destination: DestinationSett
         env.get("ZENDESK_EMAIL"),
         env.get("ZENDESK_API_TOKEN"),
         env.get("ZENDESK_OAUTH_TOKEN"),
+        oauth=OAuthSettings(
+            client_id=env.get("ZENDESK_OAUTH_CLIENT_ID"),
+            client_secret=env.get("ZENDESK_OAUTH_CLIENT_SECRET"),
+            scopes=env.get("ZENDESK_OAUTH_SCOPES"),
+            token_ttl_s=env.get("ZENDESK_OAUTH_TOKEN_TTL_S"),
+            refresh_token_file=env.get("ZENDESK_OAUTH_REFRESH_TOKEN_FILE"),
+        ),
     )
 
 
 def zendesk_credentials_given(env: Mapping[str, str]) -> bool:
     """Whether any Zendesk credential variable is set (blank counts as unset)."""
-    names = ("ZENDESK_EMAIL", "ZENDESK_API_TOKEN", "ZENDESK_OAUTH_TOKEN")
+    names = (
+        "ZENDESK_EMAIL",
+        "ZENDESK_API_TOKEN",
+        "ZENDESK_OAUTH_TOKEN",
+        "ZENDESK_OAUTH_CLIENT_ID",
+        "ZENDESK_OAUTH_CLIENT_SECRET",
+        "ZENDESK_OAUTH_REFRESH_TOKEN_FILE",
+    )
     return any(env.get(name, "").strip() for name in names)
 
 

@@ -2,7 +2,9 @@
 
 Start-up checks, each ending in one clear line (ConfigError) rather than a stream of failures later:
 the settings, a broker that answers, the topics we read and write, and Zendesk accepting our
-credentials (the field lists are read once here, and cached for planning).
+credentials (the field lists are read once here, and cached for planning). With OAuth client
+credentials or a refresh token, that first request obtains the access token; a refused token request
+stops start-up with one line naming the setting and Zendesk's answer (exit 2).
 """
 
 from __future__ import annotations
@@ -96,6 +98,9 @@ async def run_service(
     refuses our credentials, at start-up or later. `max_record_bytes`: what `check_kafka` found the
     retry and dead-letter topics take."""
     connections = max(1, min(options.max_in_flight, MAX_CONNECTIONS))
+    warning = config.zendesk.startup_warning()
+    if warning is not None:
+        log.warning(warning, auth=config.zendesk.auth.settings)
     governor = config.governor()
     async with ZendeskClient(
         connection=config.zendesk, max_connections=connections, governor=governor

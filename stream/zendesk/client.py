@@ -11,6 +11,12 @@ governor; the executor (`stream.delivery.Destination`) sends the request again, 
 bucket. Retries of `Unavailable` answers are the engine's, with one exception in the transport: a GET,
 PUT or DELETE that went out on a kept-alive connection found closed is retried once by aiohttp.
 `rate_limits` records the last rate-limit headers seen, per bucket.
+
+Authentication: the Authorization header is taken per request. API-token and static-bearer modes send
+the same header always; the OAuth modes ask their `TokenKeeper` (`stream.zendesk.oauth`), which obtains
+and renews the access token through `POST <base>/oauth/tokens` on this same httpx client. A request
+answered 401 `invalid_token` in those modes renews the token once and is sent again; only a second 401
+raises `ZendeskConfigError`, the same stop as a 401 in the other modes.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from stream import __version__
 from stream.errors import InvalidEvent, ZendeskConfigError
 from stream.handover import interruptible
 from stream.outcomes import DlqReason
+from stream.secret import Secret
 from stream.zendesk.cache import ZendeskCache
 from stream.zendesk.classify import (
     AuthProblem,
@@ -44,9 +51,11 @@ from stream.zendesk.classify import (
     classify_exception,
     excerpt,
     is_record_not_found,
+    parse_error_body,
 )
-from stream.zendesk.connection import ZendeskConnection
+from stream.zendesk.connection import ClientCredentialsAuth, RefreshTokenAuth, ZendeskConnection
 from stream.zendesk.governor import Governor, need_for
+from stream.zendesk.oauth import TOKEN_PATH, TokenAnswer, TokenKeeper
 from stream.zendesk.ratelimit import RateLimitInfo, RateLimitState, parse_rate_limit
 
 PAGE_SIZE: Final = 100
@@ -81,10 +90,11 @@ class ZendeskClient:
         max_pages: int = 100,
         on_exchange: Callable[[Exchange], None] | None = None,
         governor: Governor | None = None,
+        token_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`on_exchange`, when given, is called after every request with what was asked and answered.
         `governor` paces every request against Zendesk's limits (by default: the Enterprise plan's,
-        corrected by what Zendesk's headers say)."""
+        corrected by what Zendesk's headers say). `token_clock` times OAuth token lifetimes."""
         self.governor = governor or Governor()
         self.connection = connection
         self._on_exchange = on_exchange
@@ -93,7 +103,13 @@ class ZendeskClient:
         self._logger = structlog.get_logger(__name__)
         self._clock = clock
         self._max_pages = max_pages
-        self._secrets = connection.secrets
+        auth = connection.auth
+        self._tokens: TokenKeeper | None = None
+        self._static_authorization: Secret | None = None
+        if isinstance(auth, ClientCredentialsAuth | RefreshTokenAuth):
+            self._tokens = TokenKeeper(auth=auth, post=self._post_token, clock=token_clock)
+        else:
+            self._static_authorization = auth.authorization()
         self._origin = httpx.URL(connection.base_url)
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=30.0
@@ -103,7 +119,6 @@ class ZendeskClient:
             headers={
                 "Accept": "application/json",
                 "User-Agent": f"zendesk-stream/{__version__}",
-                "Authorization": connection.auth.authorization().reveal(),
             },
             timeout=timeout,
             limits=limits,
@@ -120,7 +135,14 @@ class ZendeskClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._tokens is not None:
+            await self._tokens.aclose()
         await self._http.aclose()
+
+    @property
+    def _secrets(self) -> tuple[str, ...]:
+        """What must never be echoed: the configured secrets and, with OAuth, the tokens held."""
+        return self._tokens.secrets if self._tokens is not None else self.connection.secrets
 
     def __repr__(self) -> str:
         return f"ZendeskClient(base_url={self.connection.base_url!r})"
@@ -300,49 +322,104 @@ class ZendeskClient:
         gets logged: never the query (emails) nor a body (personal data). The request first waits for
         the governor (`limit_key`: the user or organization a per-record limit counts)."""
         content = _encode(body) if body is not None else None
-        headers = {"Content-Type": "application/json"} if content is not None else None
         need = need_for(method, template, user_key=limit_key, org_key=limit_key)
-        with interruptible():  # nothing of this request is sent while it waits for its tokens
-            await self.governor.acquire(need)
-        started = self._clock()
+        renewed = False
+        while True:
+            with interruptible():  # nothing of this request is sent while it waits for its tokens
+                await self.governor.acquire(need)
+                authorization = await self._authorization()
+            if isinstance(authorization, Unavailable):
+                self.governor.answered(need, RateLimitInfo(account=None), status=None)
+                self._log_failure(method, template, authorization, 0.0)
+                return authorization
+            headers = {"Authorization": authorization.reveal()}
+            if content is not None:
+                headers["Content-Type"] = "application/json"
+            started = self._clock()
+            try:
+                response = await self._http.request(
+                    method,
+                    url if url is not None else template,
+                    params=params,
+                    content=content,
+                    headers=headers,
+                )
+            except httpx.HTTPError as exc:
+                failure = classify_exception(exc)
+                self.governor.answered(need, RateLimitInfo(account=None), status=None)
+                self._log_failure(method, template, failure, _ms(self._clock() - started))
+                return failure
+            finished = self._clock()
+            limits = parse_rate_limit(response.headers)
+            self.rate_limits.observe(limits, at=finished)
+            result = classify(response.status_code, response.headers, response.content, secrets=self._secrets)
+            limited = result if isinstance(result, RateLimited) else None
+            self.governor.answered(
+                need,
+                limits,
+                status=response.status_code,
+                retry_after_s=limited.retry_after_s if limited else None,
+                bucket=limited.bucket if limited else None,
+            )
+            if self._on_exchange is not None:
+                shown = excerpt(response.content, self._secrets, EXCHANGE_EXCERPT_CHARS)
+                self._on_exchange(Exchange(method, template, response.status_code, shown))
+            if (
+                self._tokens is not None
+                and not renewed
+                and isinstance(result, AuthProblem)
+                and _invalid_token(response.status_code, response.content)
+            ):
+                # The access token expired or was revoked under us: renew it once and send again.
+                self._logger.info(
+                    "zendesk.request",
+                    method=method,
+                    path=template,
+                    status=response.status_code,
+                    duration_ms=_ms(finished - started),
+                    outcome="token_renewal",
+                )
+                self._tokens.invalid(authorization)
+                renewed = True
+                continue
+            self._log_answer(method, template, response.status_code, _ms(finished - started), result)
+            if isinstance(result, AuthProblem):
+                raise ZendeskConfigError(
+                    result.status, self._config_message(method, template, result, renewed=renewed)
+                )
+            return result
+
+    async def _authorization(self) -> Secret | Unavailable:
+        if self._tokens is not None:
+            return await self._tokens.authorization()
+        assert self._static_authorization is not None
+        return self._static_authorization
+
+    async def _post_token(self, body: Mapping[str, Any]) -> TokenAnswer | Unavailable:
+        """POST <base>/oauth/tokens for the `TokenKeeper`: outside the rate governor (the token endpoint
+        is not an API rate bucket), never logged with its body, no Authorization header."""
         try:
-            response = await self._http.request(
-                method, url if url is not None else template, params=params, content=content, headers=headers
+            response = await self._http.post(
+                TOKEN_PATH, content=_encode(body), headers={"Content-Type": "application/json"}
             )
         except httpx.HTTPError as exc:
             failure = classify_exception(exc)
-            self.governor.answered(need, RateLimitInfo(account=None), status=None)
-            self._logger.info(
-                "zendesk.request",
-                method=method,
-                path=template,
-                outcome="transient",
-                reason=str(failure.reason),
-                error=failure.detail,
-                duration_ms=_ms(self._clock() - started),
-            )
-            if self._on_exchange is not None:
-                self._on_exchange(Exchange(method, template, None, f"{failure.reason}: {failure.detail}"))
-            return failure
-        finished = self._clock()
-        limits = parse_rate_limit(response.headers)
-        self.rate_limits.observe(limits, at=finished)
-        result = classify(response.status_code, response.headers, response.content, secrets=self._secrets)
-        limited = result if isinstance(result, RateLimited) else None
-        self.governor.answered(
-            need,
-            limits,
-            status=response.status_code,
-            retry_after_s=limited.retry_after_s if limited else None,
-            bucket=limited.bucket if limited else None,
+            detail = f"POST {TOKEN_PATH}: {failure.detail}" if failure.detail else f"POST {TOKEN_PATH}"
+            return Unavailable(failure.reason, detail=detail)
+        return TokenAnswer(response.status_code, response.content)
+
+    def _log_failure(self, method: str, template: str, failure: Unavailable, duration_ms: float) -> None:
+        self._logger.info(
+            "zendesk.request",
+            method=method,
+            path=template,
+            outcome="transient",
+            reason=str(failure.reason),
+            error=failure.detail,
+            duration_ms=duration_ms,
         )
-        self._log_answer(method, template, response.status_code, _ms(finished - started), result)
         if self._on_exchange is not None:
-            shown = excerpt(response.content, self._secrets, EXCHANGE_EXCERPT_CHARS)
-            self._on_exchange(Exchange(method, template, response.status_code, shown))
-        if isinstance(result, AuthProblem):
-            raise ZendeskConfigError(result.status, self._config_message(method, template, result))
-        return result
+            self._on_exchange(Exchange(method, template, None, f"{failure.reason}: {failure.detail}"))
 
     async def _list_all(self, path: str, envelope: str, *, template: str | None = None) -> Result:
         """GET every page of a cursor-paginated list (page[size]=100, then page[after]=<after_cursor>).
@@ -442,11 +519,16 @@ class ZendeskClient:
             case AuthProblem(message=message):
                 self._logger.error("zendesk.request", outcome="config_problem", message=message, **fields)
 
-    def _config_message(self, method: str, template: str, problem: AuthProblem) -> str:
+    def _config_message(
+        self, method: str, template: str, problem: AuthProblem, *, renewed: bool = False
+    ) -> str:
         call = f"{method} {template}"
         if problem.status == 401:
             settings = self._auth_settings
-            return f"Zendesk refused the credentials on {call} (401: {problem.message}); check {settings}"
+            again = ", again after renewing the access token" if renewed else ""
+            return (
+                f"Zendesk refused the credentials on {call} (401: {problem.message}){again}; check {settings}"
+            )
         if problem.status == 403:
             return (
                 f"Zendesk refused {call} (403: {problem.message}); check the permissions of "
@@ -457,6 +539,11 @@ class ZendeskClient:
     @property
     def _auth_settings(self) -> str:
         return self.connection.auth.settings
+
+
+def _invalid_token(status: int, body: bytes) -> bool:
+    """Zendesk's answer to an expired or revoked bearer token (docs/zendesk-api.md §1.4)."""
+    return status == 401 and parse_error_body(body).code == "invalid_token"
 
 
 def _encode(body: Mapping[str, Any]) -> bytes:

@@ -101,9 +101,9 @@ def test_invalid_base_urls(base_url: str) -> None:
         ("", "", "", "ZENDESK_OAUTH_TOKEN"),
         ("ops@example.com", None, None, "ZENDESK_API_TOKEN is required"),
         (None, TOKEN, None, "ZENDESK_EMAIL is required"),
-        ("ops@example.com", TOKEN, "oauth-tok", "not both"),
-        (None, TOKEN, "oauth-tok", "not both"),
-        ("ops@example.com", None, "oauth-tok", "not both"),
+        ("ops@example.com", TOKEN, "oauth-tok", "exactly one Zendesk auth mode"),
+        (None, TOKEN, "oauth-tok", "exactly one Zendesk auth mode"),
+        ("ops@example.com", None, "oauth-tok", "exactly one Zendesk auth mode"),
         ("not-an-email", TOKEN, None, "ZENDESK_EMAIL is not"),
         ("a:b@example.com", TOKEN, None, "ZENDESK_EMAIL is not"),
         ("ops@example.com", "tok\r\nX-Evil: 1", None, "ZENDESK_API_TOKEN contains"),
@@ -136,6 +136,7 @@ def test_oauth_header() -> None:
 
 def test_secrets_hidden_from_repr_and_str() -> None:
     for conn in (connection_from(*basic()), connection_from("acme", None, None, None, "oauth-tok")):
+        assert isinstance(conn.auth, ApiTokenAuth | OAuthAuth)
         text = repr(conn) + str(conn) + repr(conn.auth) + str(conn.auth.authorization())
         assert TOKEN not in text and "oauth-tok" not in text
         assert "Secret('***')" in repr(conn)
