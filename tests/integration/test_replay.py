@@ -6,9 +6,20 @@ each Sunshine event posted once."""
 
 from __future__ import annotations
 
-import pytest
+import json
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
+from confluent_kafka import Producer
+
+from stream.engine.records import Failure, InboundRecord, failure_headers
+from stream.outcomes import DlqReason
 from stream.simulator.testing import RunningSimulator
+from tests.support.engine import seed_users
 from tests.support.kafka import (
     consume,
     create_service_topics,
@@ -20,7 +31,8 @@ from tests.support.kafka import (
 )
 from tests.support.runbooks import REPO, runbook_commands
 from tests.support.segment import identify, track
-from tests.support.service import run_to_end, service_env, zendesk_stream
+from tests.support.service import log_events, run_to_end, service_env, zendesk_stream
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -39,6 +51,27 @@ def events() -> list[tuple[str | None, dict[str, object]]]:
         records.append((user, identify(user, name=f"Name {user}", plan="pro")))
         records += [(user, track(user, "Step", seq=n)) for n in (1, 2)]
     return records
+
+
+def produce_dead_letters(
+    bootstrap: str,
+    topic: str,
+    letters: list[tuple[str | None, bytes]],
+    headers: list[list[tuple[str, bytes]]],
+) -> None:
+    """Dead letters as the service writes them (its own header code), without an outage to make them."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20})
+    for (key, value), extra in zip(letters, headers, strict=True):
+        while True:
+            try:
+                producer.produce(
+                    topic, key=key, value=value, headers=list[tuple[str, str | bytes | None]](extra)
+                )
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    assert producer.flush(60) == 0
 
 
 def end_offsets(bootstrap: str, topic: str) -> list[int]:
@@ -123,3 +156,90 @@ def test_the_outage_runbook_recovers_an_outage_with_its_own_commands(
     by_user = {u["id"]: u["external_id"] for u in state["users"]}
     posted = sorted((by_user[int(e["user_id"])], int(e["properties"]["seq"])) for e in state["events"])
     assert posted == sorted((x, n) for x in USERS for n in (1, 2))
+
+
+def _posted(simulator: RunningSimulator) -> list[tuple[str, int]]:
+    state = simulator.control.state()
+    by_user = {u["id"]: u["external_id"] for u in state["users"]}
+    return sorted((by_user[int(e["user_id"])], int(e["properties"]["seq"])) for e in state["events"])
+
+
+def test_a_rewind_to_the_earliest_offsets_reproduces_the_state_with_no_sunshine_event_twice(
+    kafka_bootstrap: str, fast_simulator: RunningSimulator
+) -> None:
+    """The recovery issue's rewind case: the upserts go again (idempotent), the tracks are skipped as
+    already delivered."""
+    topic = unique_topic("rewound")
+    create_service_topics(kafka_bootstrap, topic, partitions=2)
+    produce(kafka_bootstrap, topic, events())
+    env = service_env(kafka_bootstrap, topic, fast_simulator, {"events": ["*"]})
+    assert run_to_end(env).returncode == 0
+    users_before = {u["external_id"]: u["user_fields"] for u in fast_simulator.control.state()["users"]}
+
+    rewound = zendesk_stream(["rewind", "--to-earliest", "--execute"], env)
+    assert rewound.returncode == 0, rewound.stderr
+    again = run_to_end(env)
+
+    assert again.returncode == 0, again.stderr[-3000:]
+    skipped = [e for e in log_events(again.stderr) if e.get("reason") == "already_delivered"]
+    assert len(skipped) == 2 * len(USERS)
+    assert _posted(fast_simulator) == sorted((x, n) for x in USERS for n in (1, 2))
+    assert {
+        u["external_id"]: u["user_fields"] for u in fast_simulator.control.state()["users"]
+    } == users_before
+
+
+def test_a_replay_killed_halfway_and_started_again_leaves_no_gap_and_no_event_twice(
+    kafka_bootstrap: str, fast_simulator: RunningSimulator, tmp_path: Path
+) -> None:
+    """The replay is SIGKILLed once it has copied part of the dead letters; run again, it resumes from
+    its last checkpoint. What it copied twice reaches the retry path twice and is skipped the second
+    time, so Zendesk holds every event once."""
+    topic = unique_topic("replay-kill")
+    group = f"{topic}-group"
+    create_service_topics(kafka_bootstrap, topic, partitions=2)
+    users, per_user = [f"k{n}" for n in range(100)], 60
+    seed_users(fast_simulator, users)
+    now = datetime.now(UTC)
+    letters: list[tuple[str | None, bytes]] = []
+    headers_by_letter: list[list[tuple[str, bytes]]] = []
+    for n in range(per_user):
+        for index, user in enumerate(users):
+            record = InboundRecord(
+                topic=topic, partition=index % 2, offset=n * len(users) + index, key=user.encode(), value=b""
+            )
+            failure = Failure(reason=DlqReason.RETRIES_EXHAUSTED, message="503", http_status=503)
+            headers_by_letter.append(failure_headers(record, failure, now=now, group=group))
+            letters.append((user, json.dumps(track(user, "Step", seq=n)).encode()))
+    produce_dead_letters(kafka_bootstrap, dlq_topic_of(topic), letters, headers_by_letter)
+    env = service_env(kafka_bootstrap, topic, fast_simulator, {"events": ["*"]})
+    total = len(letters)
+
+    with (tmp_path / "replay.log").open("w") as log:
+        replay = subprocess.Popen(
+            [sys.executable, "-m", "stream", "replay"], env=env, cwd=REPO, stdout=log, stderr=log
+        )
+    try:
+        wait_for(
+            lambda: total // 4 <= sum(end_offsets(kafka_bootstrap, retry_topic_of(topic))) < total,
+            timeout_s=120,
+            what="a quarter of the dead letters copied",
+            interval_s=0.02,
+        )
+        replay.send_signal(signal.SIGKILL)
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+        replay.wait(timeout=30)
+    copied_before = sum(end_offsets(kafka_bootstrap, retry_topic_of(topic)))
+    assert replay.returncode == -signal.SIGKILL and copied_before < total
+
+    resumed = zendesk_stream(["replay"], env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    copied = sum(end_offsets(kafka_bootstrap, retry_topic_of(topic)))
+    assert total <= copied <= total + 500  # at most one checkpoint copied twice
+    delivered = run_to_end(env, timeout_s=600)
+
+    assert delivered.returncode == 0, delivered.stderr[-3000:]
+    print(f"\n[replay kill] copied before the kill {copied_before}, in all {copied} of {total}")
+    assert _posted(fast_simulator) == sorted((u, n) for u in users for n in range(per_user))
