@@ -10,6 +10,9 @@ which.
 from __future__ import annotations
 
 import json
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +21,8 @@ from stream.simulator.testing import RunningSimulator
 from tests.support.kafka import create_service_topics, produce, unique_topic
 from tests.support.runbooks import RUNBOOKS, runbook_commands
 from tests.support.segment import identify, track
-from tests.support.service import run_to_end, service_env, zendesk_stream
+from tests.support.service import log_events, run_to_end, service_env, start_service, zendesk_stream
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -62,6 +66,26 @@ def run_all(commands: list[list[str]], env: dict[str, str]) -> list[str]:
         assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-3000:])
         outputs.append(done.stdout)
     return outputs
+
+
+def skipped(stderr: str) -> dict[str, int]:
+    """The skip counts of a run, from its `engine stopped` log line."""
+    stopped = [line for line in log_events(stderr) if line.get("event") == "engine stopped"]
+    assert stopped, stderr[-3000:]
+    counts: dict[str, int] = stopped[-1]["skipped"]
+    return counts
+
+
+PLACEHOLDER_TIME = "2026-12-01T09:00:00Z"  # the example time of the rewind runbooks
+
+
+def iso_ms(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def with_time(commands: list[list[str]], moment: datetime) -> list[list[str]]:
+    """The commands with the runbook's example time replaced by `moment` (what the reader fills in)."""
+    return [[iso_ms(moment) if arg == PLACEHOLDER_TIME else arg for arg in command] for command in commands]
 
 
 def fatal_lines(stderr: str) -> list[str]:
@@ -127,3 +151,135 @@ def test_bad_deploy_runbook_replays_what_a_rejecting_release_dead_lettered(
         u: (f"Name {u}", "pro") for u in users
     }
     assert posted_events(fast_simulator) == sorted((u, "Step", n) for u in users for n in (1, 2))
+
+
+# ------------------------------------------------------------------------- replay-after-mapping-fix.md
+
+MAPPING_FIX = RUNBOOKS / "replay-after-mapping-fix.md"
+
+
+def test_mapping_fix_runbook_rewinds_and_corrects_users_without_posting_a_track_twice(
+    kafka_bootstrap: str, fast_simulator: RunningSimulator
+) -> None:
+    """A good release delivers batch A; at T a bad one (the `plan` trait denied, `Signup` not in `events`)
+    delivers batch B wrongly. The runbook's rewind to T (the test fills in T) and a run of the fixed
+    release give B's users their plan and post B's Signups, while every Step track stays posted once
+    (skipped as already_delivered) and A is not processed again."""
+    before, after = [f"a{n}" for n in range(3)], [f"b{n}" for n in range(5)]
+    topic = unique_topic("mapping-fix")
+    create_service_topics(kafka_bootstrap, topic, partitions=2)
+    good = service_env(kafka_bootstrap, topic, fast_simulator, {"events": ["*"]})
+    bad = service_env(kafka_bootstrap, topic, fast_simulator, {"events": ["Step"], "fieldDenyList": ["plan"]})
+    produce(kafka_bootstrap, topic, user_events(before, plan="pro"))
+    assert run_to_end(good).returncode == 0
+    bad_release_at = datetime.now(UTC)
+    batch_b = user_events(after, plan="pro") + [(u, track(u, "Signup", seq=0)) for u in after]
+    produce(kafka_bootstrap, topic, batch_b)
+    wrong = run_to_end(bad)
+    assert wrong.returncode == 0, wrong.stderr[-3000:]
+    found = users_by_external_id(fast_simulator)
+    assert all(
+        "plan" not in (found[u]["user_fields"] or {}) or found[u]["user_fields"]["plan"] is None
+        for u in after
+    ), [found[u]["user_fields"] for u in after]
+    steps = sorted((u, "Step", n) for u in before + after for n in (1, 2))
+    assert posted_events(fast_simulator) == steps  # no Signup: the bad release left them out
+
+    commands = runbook_commands(MAPPING_FIX)
+    assert commands == [
+        ["status"],
+        ["rewind", "--to-datetime", PLACEHOLDER_TIME],
+        ["rewind", "--to-datetime", PLACEHOLDER_TIME, "--execute"],
+        ["run", "--exit-at-end"],
+        ["status"],
+    ]
+    outputs: list[str] = []
+    for command in with_time(commands, bad_release_at):
+        done = zendesk_stream(command, good)  # the fixed release's settings
+        assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-3000:])
+        outputs.append(done.stdout)
+        if command[0] == "run":
+            assert skipped(done.stderr).get("already_delivered") == 2 * len(after), done.stderr[-3000:]
+    assert f"{len(batch_b)} events will be processed again" in outputs[1], outputs[1]
+    assert "plan only" in outputs[1] and "plan only" not in outputs[2]
+
+    assert status_json(good)["lag"] == 0
+    found = users_by_external_id(fast_simulator)
+    assert {u: found[u]["user_fields"]["plan"] for u in before + after} == dict.fromkeys(
+        before + after, "pro"
+    )
+    assert posted_events(fast_simulator) == sorted(steps + [(u, "Signup", 0) for u in after])
+
+
+# ----------------------------------------------------------------------------------- rewind-by-time.md
+
+REWIND_BY_TIME = RUNBOOKS / "rewind-by-time.md"
+
+
+def test_rewind_by_time_runbook_refuses_while_a_member_runs_then_restores_a_lost_account(
+    kafka_bootstrap: str, fast_simulator: RunningSimulator, tmp_path: Path
+) -> None:
+    """A running service delivered everything; `rewind --execute` refuses while it is a member (exit 1,
+    one line, nothing moved). Zendesk then loses the account (simulator reset). After SIGTERM the
+    runbook's commands (the test fills in the time) bring every user back, with the Sunshine events
+    skipped as already_delivered; step 4 (rewind again, run with STREAM_DEDUP_WINDOW=0) posts each once."""
+    users = [f"u{n}" for n in range(6)]
+    records = user_events(users, plan="pro")
+    topic = unique_topic("rewind-time")
+    create_service_topics(kafka_bootstrap, topic, partitions=2)
+    env = service_env(kafka_bootstrap, topic, fast_simulator, {"events": ["*"]})
+    since = datetime.now(UTC)
+    produce(kafka_bootstrap, topic, records)
+    expected = sorted((u, "Step", n) for u in users for n in (1, 2))
+    commands = with_time(runbook_commands(REWIND_BY_TIME), since)
+    at = iso_ms(since)
+    assert commands == [
+        ["status"],
+        ["rewind", "--to-datetime", at],
+        ["rewind", "--to-datetime", at, "--partitions", "0"],
+        ["rewind", "--to-datetime", at, "--execute"],
+        ["run", "--exit-at-end"],
+    ]
+
+    service = start_service(env, tmp_path / "service.log")
+    try:
+        wait_for(lambda: posted_events(fast_simulator) == expected, timeout_s=60, what="everything delivered")
+        wait_for(lambda: status_json(env)["lag"] == 0, timeout_s=30, what="everything committed")
+        assert len(status_json(env)["members"]) == 1
+        refused = zendesk_stream(commands[3], env)
+        assert refused.returncode == 1, refused.stderr[-3000:]
+        assert fatal_lines(refused.stderr) == [line for line in refused.stderr.splitlines() if line]
+        assert "1 active member(s)" in refused.stderr and "stop them first" in refused.stderr
+        assert status_json(env)["lag"] == 0  # nothing moved
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=60) == 0, (tmp_path / "service.log").read_text()[-3000:]
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait(timeout=30)
+    assert status_json(env)["members"] == []
+
+    fast_simulator.control.reset()  # Zendesk lost the account: restored from an empty backup
+    outputs: list[str] = []
+    for command in commands:
+        done = zendesk_stream(command, env)
+        assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-3000:])
+        outputs.append(done.stdout)
+        if command[0] == "run":
+            assert skipped(done.stderr).get("already_delivered") == len(expected), done.stderr[-3000:]
+    assert f"{len(records)} events will be processed again" in outputs[1], outputs[1]
+    plan_rows = [line.split()[0] for line in outputs[2].splitlines() if line.strip()[:1].isdigit()]
+    assert plan_rows[:1] == ["0"] and "1" not in plan_rows, outputs[2]  # --partitions 0: only partition 0
+    assert status_json(env)["lag"] == 0
+    found = users_by_external_id(fast_simulator)
+    assert {u: (found[u]["name"], found[u]["user_fields"]["plan"]) for u in users} == {
+        u: (f"Name {u}", "pro") for u in users
+    }
+    assert posted_events(fast_simulator) == []  # the lost events stay lost: the markers skip them
+
+    # Step 4: step 3 again, its run with STREAM_DEDUP_WINDOW=0.
+    again = zendesk_stream(commands[3], env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    reposted = run_to_end({**env, "STREAM_DEDUP_WINDOW": "0"})
+    assert reposted.returncode == 0, reposted.stderr[-3000:]
+    assert posted_events(fast_simulator) == expected
