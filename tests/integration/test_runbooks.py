@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stream.simulator.testing import RunningSimulator
+from stream.simulator.testing import RunningSimulator, run_simulator
 from tests.support.kafka import create_service_topics, produce, unique_topic
 from tests.support.runbooks import RUNBOOKS, runbook_commands
 from tests.support.segment import identify, track
@@ -52,7 +53,15 @@ def users_by_external_id(simulator: RunningSimulator) -> dict[str, dict[str, Any
 
 
 def status_json(env: dict[str, str]) -> dict[str, Any]:
-    done = zendesk_stream(["status", "--json"], env)
+    """`status --json`. On a broker where no group was ever joined, the group coordinator is not there
+    yet for a while and `status` fails with NOT_COORDINATOR (and a traceback: reported, not fixed here);
+    only that failure is tried again, until a deadline."""
+
+    def attempt() -> subprocess.CompletedProcess[str] | None:
+        done = zendesk_stream(["status", "--json"], env)
+        return None if done.returncode != 0 and "NOT_COORDINATOR" in done.stderr else done
+
+    done = wait_for(attempt, timeout_s=30, what="a group coordinator for status", interval_s=0.5)
     assert done.returncode == 0, done.stderr[-3000:]
     report: dict[str, Any] = json.loads(done.stdout)
     return report
@@ -283,3 +292,87 @@ def test_rewind_by_time_runbook_refuses_while_a_member_runs_then_restores_a_lost
     reposted = run_to_end({**env, "STREAM_DEDUP_WINDOW": "0"})
     assert reposted.returncode == 0, reposted.stderr[-3000:]
     assert posted_events(fast_simulator) == expected
+
+
+# ------------------------------------------------------------------------------ credential-rotation.md
+
+CREDENTIAL_ROTATION = RUNBOOKS / "credential-rotation.md"
+
+
+def one_refusal(output: str) -> str:
+    """The single line a refused credential leaves for a person; no traceback."""
+    assert "Traceback" not in output, output[-3000:]
+    lines = fatal_lines(output)
+    assert len(lines) == 1, output[-3000:]
+    assert lines[0].startswith("zendesk-stream: Zendesk refused our credentials (401)"), lines
+    return lines[0]
+
+
+def recover_with_runbook(env: dict[str, str], simulator: RunningSimulator, users: list[str]) -> None:
+    """The runbook's commands with the new credentials in `env`; every event in Zendesk, tracks once."""
+    commands = runbook_commands(CREDENTIAL_ROTATION)
+    assert commands == [["status"], ["run", "--exit-at-end"], ["status"]]
+    waiting = status_json(env)
+    assert waiting["lag"] > 0 and waiting["dlq_records"] == 0, waiting
+    outputs = run_all(commands, env)
+    assert "dead letters" in outputs[0] and "members: 0" in outputs[0], outputs[0]
+    after = status_json(env)
+    assert after["lag"] == 0 and after["dlq_records"] == 0, after
+    found = users_by_external_id(simulator)
+    assert {u: found[u]["name"] for u in users} == {u: f"Name {u}" for u in users}
+    assert posted_events(simulator) == sorted((u, "Step", n) for u in users for n in (1, 2))
+
+
+def test_credential_runbook_an_api_token_revoked_before_a_restart(kafka_bootstrap: str) -> None:
+    """Zendesk takes only the new API token: a start with the old one exits 2 with one line, consumes
+    and dead-letters nothing; with the new one the runbook's commands deliver everything once."""
+    users = [f"u{n}" for n in range(4)]
+    args = ["--no-rate-limits", "--email", "ops@example.com", "--token", "new-token"]
+    with run_simulator(extra_args=args) as simulator:
+        topic = unique_topic("api-token")
+        create_service_topics(kafka_bootstrap, topic, partitions=2)
+        produce(kafka_bootstrap, topic, user_events(users))
+        new = service_env(kafka_bootstrap, topic, simulator, {"events": ["*"]})
+        assert new["ZENDESK_API_TOKEN"] == "new-token"
+        old = {**new, "ZENDESK_API_TOKEN": "old-token"}
+        refused = run_to_end(old)
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        assert "ZENDESK_API_TOKEN" in one_refusal(refused.stderr)
+        assert status_json(new)["lag"] == len(users) * 3  # nothing consumed
+        recover_with_runbook(new, simulator, users)
+
+
+def test_credential_runbook_an_oauth_token_revoked_while_the_service_runs(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The running service's bearer token is revoked in Zendesk (simulator OAuth revocation): on the next
+    events it exits 2 with one line, dead-letters nothing and leaves them uncommitted; with a new token the
+    runbook's commands deliver them, and the earlier tracks stay posted once."""
+    first, later = [f"a{n}" for n in range(3)], [f"b{n}" for n in range(3)]
+    with run_simulator(extra_args=["--no-rate-limits"], oauth_clients={"svc": "s3cret"}) as simulator:
+        topic = unique_topic("oauth-token")
+        create_service_topics(kafka_bootstrap, topic, partitions=2)
+        base = service_env(kafka_bootstrap, topic, simulator, {"events": ["*"]})
+
+        def bearer(token: str) -> dict[str, str]:
+            return {**base, "ZENDESK_EMAIL": "", "ZENDESK_API_TOKEN": "", "ZENDESK_OAUTH_TOKEN": token}
+
+        old = bearer(str(simulator.request_oauth_token("svc")["access_token"]))
+        produce(kafka_bootstrap, topic, user_events(first))
+        log_path = tmp_path / "service.log"
+        service = start_service(old, log_path)
+        try:
+            expected = sorted((u, "Step", n) for u in first for n in (1, 2))
+            wait_for(lambda: posted_events(simulator) == expected, timeout_s=60, what="batch A delivered")
+            assert simulator.control.revoke_oauth_tokens(client_id="svc")
+            produce(kafka_bootstrap, topic, user_events(later))
+            code = service.wait(timeout=60)
+        finally:
+            if service.poll() is None:
+                service.kill()
+                service.wait(timeout=30)
+        assert code == 2, log_path.read_text()[-3000:]
+        one_refusal(log_path.read_text())
+        assert status_json(old)["lag"] > 0
+        new = bearer(str(simulator.request_oauth_token("svc")["access_token"]))
+        recover_with_runbook(new, simulator, first + later)
