@@ -376,3 +376,121 @@ def test_credential_runbook_an_oauth_token_revoked_while_the_service_runs(
         assert status_json(old)["lag"] > 0
         new = bearer(str(simulator.request_oauth_token("svc")["access_token"]))
         recover_with_runbook(new, simulator, first + later)
+
+
+# ------------------------------------------------------------------------------------------ scaling.md
+
+SCALING = RUNBOOKS / "scaling.md"
+
+
+def input_partitions(report: dict[str, Any], topic: str) -> list[list[str]]:
+    """Per member, the input partitions it holds (its retry and delivered partitions left out)."""
+    return sorted(sorted(p for p in m["partitions"] if p.startswith(f"{topic}[")) for m in report["members"])
+
+
+def sent_by(simulator: RunningSimulator) -> dict[str, int]:
+    """Sunshine events per source: each member posts under its own `sourceName`."""
+    counts: dict[str, int] = {}
+    for event in simulator.control.state()["events"]:
+        counts[event["source"]] = counts.get(event["source"], 0) + 1
+    return counts
+
+
+def test_scaling_runbook_two_static_members_one_stopped_mid_run_then_more_partitions(
+    kafka_bootstrap: str, fast_simulator: RunningSimulator, tmp_path: Path
+) -> None:
+    """Two static members share a 2-partition topic (status shows both, one partition each); one gets
+    SIGTERM while events flow and exits 0; after the session timeout status shows one member holding both
+    partitions, and every Sunshine event is posted once. Then `topics apply --increase-partitions` (the
+    test adds `--replication-factor 1` for its one-broker cluster) raises the partitions and a run
+    delivers the events of the new partitions."""
+    topic = unique_topic("scaling")
+    create_service_topics(kafka_bootstrap, topic, partitions=2)
+    fast_simulator.control.set_options(latency_ms=30)  # work stays in flight while a member stops
+
+    def member_env(name: str) -> dict[str, str]:
+        settings = {"events": ["*"], "sourceName": f"member-{name}"}
+        return service_env(
+            kafka_bootstrap,
+            topic,
+            fast_simulator,
+            settings,
+            STREAM_GROUP_INSTANCE_ID=f"zs-{name}",
+            KAFKA_SESSION_TIMEOUT_MS="6000",
+        )
+
+    commands = runbook_commands(SCALING)
+    assert commands == [
+        ["status", "--json"],
+        ["run"],
+        ["status", "--json"],
+        ["topics", "apply", "--increase-partitions", "--dry-run"],
+        ["topics", "apply", "--increase-partitions"],
+        ["run"],
+    ]
+    env_a, env_b = member_env("a"), member_env("b")
+    members = [start_service(env_a, tmp_path / "a.log")]
+    try:
+        wait_for(
+            lambda: input_partitions(status_json(env_a), topic) == [[f"{topic}[0]", f"{topic}[1]"]],
+            timeout_s=60,
+            what="member a holding both partitions",
+            interval_s=0.5,
+        )
+        assert commands[1] == ["run"]  # scale out: a second member, in the background
+        members.append(start_service(env_b, tmp_path / "b.log", *commands[1][1:]))
+        wait_for(
+            lambda: input_partitions(status_json(env_a), topic) == [[f"{topic}[0]"], [f"{topic}[1]"]],
+            timeout_s=60,
+            what="two members with one partition each",
+            interval_s=0.5,
+        )
+        first = [f"u{n}" for n in range(30)]
+        produce(kafka_bootstrap, topic, user_events(first))
+        wait_for(
+            lambda: all(sent_by(fast_simulator).get(f"member-{m}", 0) >= 5 for m in "ab"),
+            timeout_s=60,
+            what="both members posting",
+        )
+        members[1].send_signal(signal.SIGTERM)  # scale in, while events are in flight
+        assert members[1].wait(timeout=60) == 0, (tmp_path / "b.log").read_text()[-3000:]
+        later = [f"v{n}" for n in range(10)]
+        produce(kafka_bootstrap, topic, user_events(later))
+        wait_for(
+            lambda: input_partitions(status_json(env_a), topic) == [[f"{topic}[0]", f"{topic}[1]"]],
+            timeout_s=60,
+            what="member a holding both partitions after the session timeout",
+            interval_s=0.5,
+        )
+        expected = sorted((u, "Step", n) for u in first + later for n in (1, 2))
+        wait_for(lambda: posted_events(fast_simulator) == expected, timeout_s=90, what="every event once")
+        wait_for(lambda: status_json(env_a)["lag"] == 0, timeout_s=30, what="everything committed")
+        members[0].send_signal(signal.SIGTERM)
+        assert members[0].wait(timeout=60) == 0, (tmp_path / "a.log").read_text()[-3000:]
+    finally:
+        for member in members:
+            if member.poll() is None:
+                member.kill()
+                member.wait(timeout=30)
+    assert posted_events(fast_simulator) == expected  # nothing more came after the members stopped
+    assert "Traceback" not in (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+
+    # The runbook: raise the partitions only once `status` lists no member. A static member that rejoins
+    # within the session timeout gets its old assignment back, and the new partitions stay unread (seen:
+    # the catch-up run below then never ended).
+    wait_for(lambda: status_json(env_a)["members"] == [], timeout_s=30, what="no member left", interval_s=0.5)
+    fast_simulator.control.set_options(latency_ms=0)
+    one_broker = ["--replication-factor", "1"]
+    planned = zendesk_stream([*commands[3], *one_broker], env_a)
+    assert planned.returncode == 0 and "dry run" in planned.stdout, planned.stdout + planned.stderr
+    assert len(status_json(env_a)["partitions"]) == 2
+    applied = zendesk_stream([*commands[4], *one_broker], env_a)
+    assert applied.returncode == 0 and "applied" in applied.stdout, applied.stdout + applied.stderr
+    assert len(status_json(env_a)["partitions"]) == 12
+    last = [f"w{n}" for n in range(12)]
+    produce(kafka_bootstrap, topic, user_events(last))
+    assert commands[5] == ["run"]
+    caught_up = run_to_end(env_a, timeout_s=60)  # `run` as a batch: to the end offsets, then exit 0
+    assert caught_up.returncode == 0, caught_up.stderr[-3000:]
+    assert posted_events(fast_simulator) == sorted(expected + [(u, "Step", n) for u in last for n in (1, 2)])
+    assert status_json(env_a)["lag"] == 0
