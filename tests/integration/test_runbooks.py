@@ -494,3 +494,48 @@ def test_scaling_runbook_two_static_members_one_stopped_mid_run_then_more_partit
     assert caught_up.returncode == 0, caught_up.stderr[-3000:]
     assert posted_events(fast_simulator) == sorted(expected + [(u, "Step", n) for u in last for n in (1, 2)])
     assert status_json(env_a)["lag"] == 0
+
+
+# ---------------------------------------------------------------------------------- order-guarantees.md
+
+ORDER = RUNBOOKS / "order-guarantees.md"
+
+
+def test_order_runbook_replays_by_key_and_shows_what_a_stale_replay_overwrites(
+    kafka_bootstrap: str, fast_simulator: RunningSimulator
+) -> None:
+    """The identifies of x and y are rejected (dead-lettered); a later identify of x is delivered. The
+    runbook's commands (the test puts y for its example key) replay y only: y gets its traits, x keeps its
+    newer name, and a track of y produced after the replay waits behind the replayed identify. Replaying
+    x as well shows the case the runbook warns about: the older name overwrites the newer one."""
+    topic = unique_topic("order")
+    create_service_topics(kafka_bootstrap, topic, partitions=2)
+    env = service_env(kafka_bootstrap, topic, fast_simulator, {"events": ["*"]})
+    fast_simulator.control.inject_fault(path="users/create_or_update", count=2, status=422)
+    produce(kafka_bootstrap, topic, [("x", identify("x", name="Old x")), ("y", identify("y", name="Old y"))])
+    assert run_to_end(env).returncode == 0
+    assert status_json(env)["dlq_reasons"] == {"zendesk_rejected": 2}
+    produce(kafka_bootstrap, topic, [("x", identify("x", name="New x"))])
+    assert run_to_end(env).returncode == 0
+    assert {u: v["name"] for u, v in users_by_external_id(fast_simulator).items()} == {"x": "New x"}
+
+    commands = runbook_commands(ORDER)
+    assert commands == [
+        ["replay", "--dry-run", "--key", "user-123"],
+        ["replay", "--key", "user-123"],
+        ["run", "--exit-at-end"],
+    ]
+    commands = [["y" if arg == "user-123" else arg for arg in command] for command in commands]
+    dry = zendesk_stream(commands[0], env)
+    assert dry.returncode == 0 and "1 would go to" in dry.stdout, dry.stdout + dry.stderr
+    run_all(commands[1:2], env)
+    produce(kafka_bootstrap, topic, [("y", track("y", "Step", seq=1))])  # after the replay
+    run_all(commands[2:], env)
+    found = users_by_external_id(fast_simulator)
+    assert {u: v["name"] for u, v in found.items()} == {"x": "New x", "y": "Old y"}
+    assert posted_events(fast_simulator) == [("y", "Step", 1)]  # the track waited behind the identify
+    assert status_json(env)["dlq_records"] == 2  # nothing failed again
+
+    stale = run_all([["replay", "--key", "x"], ["run", "--exit-at-end"]], env)
+    assert "1 went to" in stale[0], stale[0]
+    assert users_by_external_id(fast_simulator)["x"]["name"] == "Old x"  # the older identify won
