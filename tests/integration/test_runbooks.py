@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,15 +52,7 @@ def users_by_external_id(simulator: RunningSimulator) -> dict[str, dict[str, Any
 
 
 def status_json(env: dict[str, str]) -> dict[str, Any]:
-    """`status --json`. On a broker where no group was ever joined, the group coordinator is not there
-    yet for a while and `status` fails with NOT_COORDINATOR (and a traceback: reported, not fixed here);
-    only that failure is tried again, until a deadline."""
-
-    def attempt() -> subprocess.CompletedProcess[str] | None:
-        done = zendesk_stream(["status", "--json"], env)
-        return None if done.returncode != 0 and "NOT_COORDINATOR" in done.stderr else done
-
-    done = wait_for(attempt, timeout_s=30, what="a group coordinator for status", interval_s=0.5)
+    done = zendesk_stream(["status", "--json"], env)
     assert done.returncode == 0, done.stderr[-3000:]
     report: dict[str, Any] = json.loads(done.stdout)
     return report

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from tests.support.kafka import create_service_topics, dlq_topic_of, group_of, retry_topic_of, unique_topic
+from tests.support.kafka import (
+    create_service_topics,
+    dlq_topic_of,
+    group_of,
+    native_cluster,
+    retry_topic_of,
+    unique_topic,
+)
 from tests.support.service import zendesk_stream
 
 pytestmark = pytest.mark.kafka
@@ -96,3 +104,15 @@ def test_status_of_a_topic_that_does_not_exist_says_how_to_create_it(kafka_boots
     done = zendesk_stream(["status"], env_for(kafka_bootstrap, unique_topic("missing")))
     assert done.returncode == 2
     assert "topics apply" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_status_on_a_broker_that_never_hosted_a_group_waits_for_its_coordinator(tmp_path: Path) -> None:
+    """A fresh broker answers NOT_COORDINATOR until its group coordinator has loaded: `status` waits for
+    it instead of failing with a traceback (found by the scaling runbook's test)."""
+    with native_cluster(tmp_path) as (bootstrap, _):
+        topic = unique_topic("fresh")
+        create_service_topics(bootstrap, topic, partitions=1)
+        done = zendesk_stream(["status", "--json"], env_for(bootstrap, topic))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert json.loads(done.stdout)["members"] == []
