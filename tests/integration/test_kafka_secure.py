@@ -1,12 +1,13 @@
 """Kafka the way production runs it: SASL_SSL with SCRAM, on a real broker (tests/support/secure_kafka.py).
 
 Clients with the right credentials produce and consume with either SCRAM mechanism; a wrong password is
-an authentication error; and `zendesk-stream topics apply` works over SASL_SSL, or stops with one line
-that names the credentials (never the password) when the broker refuses them.
+an authentication error; `zendesk-stream topics apply` and `run` work over SASL_SSL, or stop with one
+line that names the credentials (never the password) when the broker refuses them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,8 +18,12 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.support.kafka import REPO, unique_topic
+from stream.simulator.testing import RunningSimulator
+from tests.support.engine import seed_users
+from tests.support.kafka import REPO, produce, unique_topic
 from tests.support.secure_kafka import SecureKafka, secure_kafka
+from tests.support.segment import track
+from tests.support.service import service_env
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.kafka
@@ -118,10 +123,11 @@ def test_topics_apply_over_sasl_ssl_with_scram_sha_512_creates_the_topics(secure
     result = service(env, "topics", "apply", "--replication-factor", "1")
 
     assert result.returncode == 0, result.stderr
-    assert "applied 3 change(s)" in result.stdout
+    assert "applied 4 change(s)" in result.stdout
     topics = AdminClient({"bootstrap.servers": secure.plaintext_bootstrap}).list_topics(timeout=10).topics
-    # the default group's retry and dead-letter topics
-    assert {base, f"{base}.zendesk-stream.retry", f"{base}.zendesk-stream.dlq"} <= set(topics)
+    # the default group's retry, dead-letter and delivered topics
+    side = {f"{base}.zendesk-stream.{role}" for role in ("retry", "dlq", "delivered")}
+    assert {base, *side} <= set(topics)
     assert secure.users["alice"] not in result.stdout + result.stderr
 
 
@@ -146,3 +152,50 @@ def test_topics_apply_with_a_wrong_password_stops_with_one_line_naming_the_crede
     assert "no broker answered" not in line and "Traceback" not in line
     output = result.stdout + result.stderr
     assert wrong not in output and secure.users["alice"] not in output
+
+
+def test_the_service_runs_over_sasl_ssl_delivers_everything_and_never_logs_the_password(
+    secure: SecureKafka, fast_simulator: RunningSimulator
+) -> None:
+    topic = unique_topic("secure-run")
+    password = secure.users["bob"]
+    kafka = {**secure.service_env("bob", "SCRAM-SHA-256"), "STREAM_TOPIC": topic}
+    assert service(kafka, "topics", "apply", "--replication-factor", "1").returncode == 0
+    seed_users(fast_simulator, ["s1", "s2"])
+    records = [(u, json.dumps(track(u, "Step", seq=n)).encode()) for u in ("s1", "s2") for n in range(3)]
+    produce(secure.plaintext_bootstrap, topic, records)
+    env = {
+        **service_env(secure.bootstrap, topic, fast_simulator, {"events": ["*"]}),
+        **kafka,
+        "STREAM_GROUP_ID": "zendesk-stream",  # the group topics apply made the side topics for
+        "KAFKA_DEBUG": "security,broker",  # librdkafka's own account of the handshake, into our logs
+    }
+
+    result = service(env, "run", "--exit-at-end")
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(fast_simulator.control.state()["events"]) == 6
+    assert "SASL" in result.stderr  # librdkafka did log the handshake
+    assert password not in result.stdout + result.stderr
+
+
+def test_the_service_with_a_wrong_kafka_password_stops_with_one_line(
+    secure: SecureKafka, fast_simulator: RunningSimulator
+) -> None:
+    wrong = "Wr0ngPassw0rdForBob"
+    topic = unique_topic("secure-run-refused")
+    env = {
+        **service_env(secure.bootstrap, topic, fast_simulator, {}),
+        **secure.service_env("bob", "SCRAM-SHA-512"),
+        "KAFKA_SASL_PASSWORD": wrong,
+        "STREAM_TOPIC": topic,
+        "STREAM_LOG_LEVEL": "info",
+    }
+
+    result = service(env, "run", "--exit-at-end")
+
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("zendesk-stream:")]
+    assert len(lines) == 1 and "authentication failed" in lines[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert wrong not in result.stdout + result.stderr
