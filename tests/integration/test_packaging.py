@@ -77,7 +77,7 @@ def test_the_installed_wheel_finds_its_topic_definitions_outside_the_checkout(
     )
 
     assert result.returncode == 0, result.stderr
-    assert "create " in result.stdout and "dry run: 3 change(s) not applied" in result.stdout
+    assert "create " in result.stdout and "dry run: 4 change(s) not applied" in result.stdout
     where = subprocess.run(
         [str(python), "-c", "import stream; print(stream.__file__)"],
         cwd=elsewhere,
