@@ -1,10 +1,10 @@
 """Commit only after success: SIGKILL the consumer mid-run, restart it, and count what Zendesk received.
 
 One scenario per module (it is the expensive part), several properties checked on its outcome:
-2,000 events over 200 keys and 2 partitions, the simulator adding 5..25 ms per request; the first
-process is killed with SIGKILL once a third of the events reached Zendesk; a second process runs to the
-end (`--exit-at-end`). The events are tracks: with the memory of delivered events, none that left its
-marker is posted again.
+2,000 events over 200 keys and 2 partitions, the simulator adding 5..25 ms per request. Three processes
+in turn are killed with SIGKILL, the n-th once n quarters of the events reached Zendesk; a fourth runs
+to the end (`--exit-at-end`). The events are tracks: with the memory of delivered events, none is
+posted twice. A 6 s session timeout lets each new process take over soon after the kill.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ pytestmark = pytest.mark.kafka
 
 EVENTS, KEYS, PARTITIONS = 2_000, 200, 2
 MAX_IN_FLIGHT = 16
-KILL_AFTER = EVENTS // 3
+KILLS = 3
+KILL_AFTER = EVENTS // (KILLS + 1)  # the n-th process is killed once n quarters reached Zendesk
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class KillRun:
     expected: dict[str, int]
     effects: list[Effect]
     delivered_before_kill: int
-    killed_by: int
+    killed_by: list[int]  # the exit status of each killed process
     message_ids: dict[tuple[str, int], bytes]  # (key, seq) -> the event's delivery id
     markers: Counter[bytes]  # delivery id -> markers in the delivered topic
     checked: list[bool]  # per cut-off attempt the second process asked Zendesk about: found there?
@@ -63,7 +64,7 @@ def kill_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
     topic = unique_topic("t-engine-kill")
     create_topics(kafka_bootstrap, [topic], partitions=PARTITIONS)
     create_side_topics(kafka_bootstrap, topic, partitions=PARTITIONS)
-    log_path: Path = tmp_path_factory.mktemp("kill") / "first.log"
+    log_dir: Path = tmp_path_factory.mktemp("kill")
     with run_simulator(
         extra_args=["--no-rate-limits", "--latency-ms", "5", "--jitter-ms", "20"]
     ) as simulator:
@@ -73,24 +74,34 @@ def kill_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
         events = sequencer.events(keys, EVENTS, rng=random.Random(3))
         produce_in_order(kafka_bootstrap, topic, events)
         env = service_env(
-            kafka_bootstrap, topic, simulator, settings_for("solo"), STREAM_MAX_IN_FLIGHT=str(MAX_IN_FLIGHT)
+            kafka_bootstrap,
+            topic,
+            simulator,
+            settings_for("solo"),
+            STREAM_MAX_IN_FLIGHT=str(MAX_IN_FLIGHT),
+            KAFKA_SESSION_TIMEOUT_MS="6000",
         )
         log = EffectLog(simulator)
 
-        first = start_service(env, log_path)
-        try:
-            wait_for(
-                lambda: log.distinct() >= KILL_AFTER,
-                timeout_s=120,
-                what=f"{KILL_AFTER} events in Zendesk before the kill",
-                interval_s=0.02,
-            )
-            first.send_signal(signal.SIGKILL)
-            status = first.wait(timeout=30)
-        finally:
-            if first.poll() is None:
-                first.kill()
-                first.wait(timeout=30)
+        statuses: list[int] = []
+        logs: list[Path] = []
+        for kill in range(1, KILLS + 1):  # each process is killed a further stretch into the run
+            logs.append(log_dir / f"killed-{kill}.log")
+            process = start_service(env, logs[-1])
+            target = kill * KILL_AFTER
+            try:
+                wait_for(
+                    lambda: log.distinct() >= target,  # noqa: B023 (called within the iteration)
+                    timeout_s=120,
+                    what=f"{kill * KILL_AFTER} events in Zendesk before kill {kill}",
+                    interval_s=0.02,
+                )
+                process.send_signal(signal.SIGKILL)
+                statuses.append(process.wait(timeout=30))
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(timeout=30)
         before_kill = log.distinct()
 
         second = run_to_end(env, timeout_s=240)
@@ -105,14 +116,15 @@ def kill_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
             expected=dict(sequencer.counts),
             effects=list(log.refresh()),
             delivered_before_kill=before_kill,
-            killed_by=-status,
+            killed_by=statuses,
             message_ids={
                 _key_seq(value): b"m:" + json.loads(value)["messageId"].encode() for _, value in events
             },
             markers=Counter(key for markers in found.values() for key, value, _ in markers if value == DONE),
             checked=[
                 bool(e["found"])
-                for e in log_events(second.stderr)
+                for text in [*(p.read_text() for p in logs[1:]), second.stderr]
+                for e in log_events(text)
                 if e.get("event") == "checked an interrupted delivery in Zendesk"
             ],
         )
@@ -123,9 +135,9 @@ def _key_seq(value: bytes) -> tuple[str, int]:
     return event["userId"], int(event["properties"]["seq"])
 
 
-def test_the_kill_happened_mid_run(kill_run: KillRun) -> None:
-    assert kill_run.killed_by == signal.SIGKILL
-    assert KILL_AFTER <= kill_run.delivered_before_kill < EVENTS
+def test_the_kills_happened_mid_run(kill_run: KillRun) -> None:
+    assert kill_run.killed_by == [-signal.SIGKILL] * KILLS
+    assert KILLS * KILL_AFTER <= kill_run.delivered_before_kill < EVENTS
 
 
 def test_after_sigkill_and_restart_every_event_reached_zendesk_in_order(kill_run: KillRun) -> None:
