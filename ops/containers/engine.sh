@@ -115,12 +115,15 @@ start_service() {
   write_conf
   rm -f "$sock" "$pidfile"
   say "starting podman system service on $sock"
-  CONTAINERS_CONF="$conf" setsid podman system service --time=0 "unix://$sock" \
-    >"$log" 2>&1 </dev/null &
-  echo $! >"$pidfile"
+  # The service records its own pid: setsid forks when its caller leads a process group (a shell with
+  # job control), and then `$!` would be the setsid that exited at once.
+  CONTAINERS_CONF="$conf" setsid sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "$pidfile" \
+    podman system service --time=0 "unix://$sock" >"$log" 2>&1 </dev/null &
   local deadline=$((SECONDS + 30))
   until answers "unix://$sock"; do
-    our_pid >/dev/null || die "podman service exited at start-up: $(tail -n 3 "$log" | tr '\n' ' ')"
+    if [ -s "$pidfile" ] && ! our_pid >/dev/null; then
+      die "podman service exited at start-up: $(tail -n 3 "$log" | tr '\n' ' ')"
+    fi
     [ "$SECONDS" -lt "$deadline" ] || die "podman service did not answer within 30s; see $log"
     sleep 0.2
   done

@@ -13,10 +13,11 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from stream.engine.delivered import Marker
 from stream.engine.records import GROUP_HEADER
@@ -25,6 +26,7 @@ from stream.kafka.config import KafkaSettings
 from stream.kafka.consumer import message_headers
 
 Partition = tuple[str, int]
+T = TypeVar("T")
 
 
 def read_committed(
@@ -38,12 +40,39 @@ def read_committed(
         return {}
     consumer = _reader(settings, group_id)
     try:
-        committed = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout_s)
+        wanted = [TopicPartition(t, p) for t, p in partitions]
+        committed = while_coordinator_loads(
+            lambda: consumer.committed(wanted, timeout=timeout_s), timeout_s=timeout_s
+        )
     finally:
         consumer.close()
     return {
         (tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None, tp.metadata) for tp in committed
     }
+
+
+COORDINATOR_NOT_READY = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+
+
+def while_coordinator_loads(call: Callable[[], T], *, timeout_s: float) -> T:
+    """`call()`, tried again while the group coordinator is not ready: a broker that never hosted a group
+    answers NOT_COORDINATOR (or "loading") for its first seconds. Any other error, or the deadline,
+    passes the error on."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return call()
+        except KafkaException as err:
+            code = err.args[0].code() if err.args and isinstance(err.args[0], KafkaError) else None
+            if code not in COORDINATOR_NOT_READY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def read_watermarks(

@@ -13,17 +13,17 @@ Reading the dead-letter topic means reading it whole, which takes a while for a 
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 
 from stream.engine.records import REASON_HEADER
 from stream.errors import SourceFailed
 from stream.kafka.config import KafkaSettings
+from stream.kafka.scan import while_coordinator_loads
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,30 +186,20 @@ def read_status(settings: KafkaSettings, *, timeout_s: float = 60.0) -> Status:
     return status
 
 
-_COORDINATOR_NOT_READY = {
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-}
-
-
 def describe_group(settings: KafkaSettings, *, timeout_s: float = 60.0) -> tuple[str, list[Member]]:
     """The service's consumer group: its state and its members."""
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415
 
     admin = AdminClient(settings.client_config("admin"))
-    deadline = time.monotonic() + timeout_s
-    while True:
-        request = admin.describe_consumer_groups([settings.group_id], request_timeout=timeout_s)
-        try:
-            description = request[settings.group_id].result(timeout=timeout_s)
-            break
-        except KafkaException as err:
-            # A broker that has not hosted a group yet answers NOT_COORDINATOR (or "loading") at first.
-            code = err.args[0].code() if err.args and isinstance(err.args[0], KafkaError) else None
-            if code not in _COORDINATOR_NOT_READY or time.monotonic() > deadline:
-                raise SourceFailed(f"describing consumer group {settings.group_id}: {err}") from None
-            time.sleep(0.5)
+    try:
+        description = while_coordinator_loads(
+            lambda: admin.describe_consumer_groups([settings.group_id], request_timeout=timeout_s)[
+                settings.group_id
+            ].result(timeout=timeout_s),
+            timeout_s=timeout_s,
+        )
+    except KafkaException as err:
+        raise SourceFailed(f"describing consumer group {settings.group_id}: {err}") from None
     members = []
     for member in description.members:
         assignment = member.assignment.topic_partitions if member.assignment else []

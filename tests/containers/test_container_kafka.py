@@ -206,14 +206,16 @@ def test_the_images_apply_topics_and_deliver_an_event_to_the_simulator(images: I
     try:
         with container_kafka(image=images.kafka) as bootstrap:
             topic = unique_topic("containers-e2e")
-            env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "STREAM_TOPIC": topic}
+            group = f"{topic}-group"
+            env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "STREAM_TOPIC": topic, "STREAM_GROUP_ID": group}
             code, output = run_once(
                 docker, images.service, "topics", "apply", "--replication-factor", "1",
                 network_mode="host", environment=env,
             )  # fmt: skip
             assert code == 0, output
             listed = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
-            assert {topic, f"{topic}.retry", f"{topic}.dlq"} <= set(listed)
+            side = {f"{topic}.{group}.{role}" for role in ("retry", "dlq", "delivered")}
+            assert {topic, *side} <= set(listed)
 
             base_url = f"http://127.0.0.1:{sim_port}"
             wait_for(
@@ -224,7 +226,6 @@ def test_the_images_apply_topics_and_deliver_an_event_to_the_simulator(images: I
             )
             service_env = {
                 **env,
-                "STREAM_GROUP_ID": f"{topic}-group",
                 "ZENDESK_SUBDOMAIN": "acme",
                 "ZENDESK_BASE_URL": base_url,
                 "ZENDESK_EMAIL": SIMULATOR_EMAIL,

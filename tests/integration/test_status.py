@@ -9,15 +9,18 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from stream.simulator.testing import RunningSimulator
 from tests.support.kafka import (
     create_service_topics,
     dlq_topic_of,
     group_of,
     native_cluster,
+    produce,
     retry_topic_of,
     unique_topic,
 )
-from tests.support.service import zendesk_stream
+from tests.support.segment import identify
+from tests.support.service import run_to_end, service_env, zendesk_stream
 
 pytestmark = pytest.mark.kafka
 
@@ -116,3 +119,20 @@ def test_status_on_a_broker_that_never_hosted_a_group_waits_for_its_coordinator(
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     assert json.loads(done.stdout)["members"] == []
+
+
+def test_run_on_a_broker_that_never_hosted_a_group_waits_for_its_coordinators(
+    tmp_path: Path, fast_simulator: RunningSimulator
+) -> None:
+    """The same for `run --exit-at-end`, whose readers of committed offsets (the retry group's, at the
+    end) met NOT_COORDINATOR in the container test and stopped with a traceback."""
+    with native_cluster(tmp_path) as (bootstrap, _):
+        topic = unique_topic("fresh-run")
+        create_service_topics(bootstrap, topic, partitions=2)
+        produce(bootstrap, topic, [(f"f{n}", identify(f"f{n}", name=f"Fresh {n}")) for n in range(4)])
+        done = run_to_end(service_env(bootstrap, topic, fast_simulator, {}), timeout_s=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert sorted(u["external_id"] for u in fast_simulator.control.state()["users"]) == [
+        f"f{n}" for n in range(4)
+    ]
