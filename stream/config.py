@@ -9,7 +9,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from stream.decoding import InputFormat, InputSettings
 from stream.delivery import DeliveryOptions
 from stream.durations import EXAMPLES, duration_s
 from stream.engine.backpressure import BackPressure
@@ -21,6 +23,7 @@ from stream.errors import ConfigError
 from stream.kafka.config import KafkaSettings, kafka_settings_from_env
 from stream.kafka.consumer import ConsumerOptions
 from stream.mapping.settings import DestinationSettings
+from stream.secret import Secret
 from stream.zendesk.connection import OAuthSettings, ZendeskConnection, connection_from
 from stream.zendesk.governor import DEFAULT_PLAN, PLANS, Budget, Governor
 
@@ -35,6 +38,7 @@ class Config:
     plan: str = DEFAULT_PLAN
     budget: Budget = field(default_factory=Budget)
     dedup_window_s: float = DEFAULT_WINDOW_S  # 0: delivered events are not remembered
+    input: InputSettings = field(default_factory=InputSettings)
 
     def governor(self) -> Governor:
         return Governor(plan=self.plan, budget=self.budget)
@@ -86,7 +90,50 @@ def load_config(env: Mapping[str, str]) -> Config:
         plan=plan,
         budget=budget,
         dedup_window_s=dedup_window_from_env(env),
+        input=input_settings_from_env(env),
     )
+
+
+def input_settings_from_env(env: Mapping[str, str]) -> InputSettings:
+    """STREAM_INPUT_FORMAT, SCHEMA_REGISTRY_URL and SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO."""
+    raw = env.get("STREAM_INPUT_FORMAT", "").strip().lower() or InputFormat.JSON.value
+    try:
+        input_format = InputFormat(raw)
+    except ValueError:
+        raise ConfigError(f"STREAM_INPUT_FORMAT: expected json, avro or auto, got {raw!r}") from None
+    url = env.get("SCHEMA_REGISTRY_URL", "").strip() or None
+    user_info = env.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "").strip() or None
+    if url is not None:
+        _check_registry_url(url)
+    if user_info is not None:
+        if url is None:
+            raise ConfigError("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO: set, but SCHEMA_REGISTRY_URL is not")
+        user, colon, _ = user_info.partition(":")
+        if not colon or not user:
+            raise ConfigError("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO: expected user:password")
+    return InputSettings(
+        input_format=input_format,
+        registry_url=url.rstrip("/") if url else None,
+        registry_user_info=Secret(user_info) if user_info else None,
+    )
+
+
+def _check_registry_url(url: str) -> None:
+    if "," in url:
+        raise ConfigError(f"SCHEMA_REGISTRY_URL: one registry URL, got a list {url!r}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 — raises ValueError for a port that is not a number
+    except ValueError as err:
+        raise ConfigError(f"SCHEMA_REGISTRY_URL: not a URL ({err})") from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(f"SCHEMA_REGISTRY_URL: expected http(s)://host[:port][/path], got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            "SCHEMA_REGISTRY_URL: credentials in the URL; give them in SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(f"SCHEMA_REGISTRY_URL: the registry's URL without a query or fragment, got {url!r}")
 
 
 def dedup_window_from_env(env: Mapping[str, str]) -> float:

@@ -2,6 +2,13 @@
 
     decode → validate → plan (pure) → execute each operation through the Zendesk client
 
+Decoding follows the input format (`stream.decoding`). An Avro record whose writer schema is not at hand
+has it loaded from the registry in `process` (and `was_delivered`), off the synchronous paths: `lane_key`
+of an Avro record is its Kafka key only, `joins` does not carry a record whose schema is not loaded yet,
+and a track whose schema was not loaded when the engine asked for its `delivery_id` is tried again once
+the schema is in, so the delivery check sees it (`Transient`, one short in-place retry per such record).
+A registry that cannot be asked is `Transient` too; a schema id it does not know is `invalid_payload`.
+
 Resuming: the plan and the index of the next operation live in a `Progress`, which the engine hands
 back to the next in-place attempt of the same record. A retry resumes at the operation that failed, so a
 membership already deleted is not deleted again and an event already accepted is not sent again.
@@ -28,9 +35,10 @@ from typing import Any, Final
 
 import structlog
 
+from stream.decoding import Decoder, SchemaNotLoaded
 from stream.engine.records import InboundRecord
-from stream.errors import FieldsUnavailable, InvalidEvent
-from stream.events import SegmentEvent, decode_json, delivery_id, event_key, iso_timestamp, validate
+from stream.errors import FieldsUnavailable, InvalidEvent, SchemaUnavailable
+from stream.events import SegmentEvent, delivery_id, event_key, iso_timestamp, validate
 from stream.mapping.coalesce import can_join, merge
 from stream.mapping.fields import FieldKind, Known, KnownField
 from stream.mapping.operations import (
@@ -161,10 +169,14 @@ class Destination:
         bulk: Bulk | None = None,
         coalesce: bool = True,
         unchanged_ttl_s: float = 3600.0,
+        decoder: Decoder | None = None,
     ) -> None:
         """`bulk`: the bulk paths (jobs of upserts and memberships, batched lookups); without it every
-        write and lookup is a request of its own."""
+        write and lookup is a request of its own. `decoder`: the input format (default JSON)."""
         self._client = client
+        self._decoder = decoder or Decoder()
+        # Tracks whose delivery id could not be told (their schema was not loaded yet), by position.
+        self._unidentified: LruCache[tuple[str, int, int], bool] = LruCache(10_000)
         self._bulk = bulk
         self._coalesce = coalesce
         self._memory = WriteMemory(ttl_s=unchanged_ttl_s, clock=time.monotonic)
@@ -178,11 +190,14 @@ class Destination:
         self.counters = Counters()
 
     def lane_key(self, record: InboundRecord) -> str | None:
-        """The ordering key: the Kafka key, else userId, else anonymousId (order rule 1)."""
+        """The ordering key: the Kafka key, else userId, else anonymousId (order rule 1). An Avro record
+        has its Kafka key only: its schema may not be loaded yet, and a key must not change with that."""
         if record.key:
             return record.key.decode("utf-8", "replace")
+        if self._decoder.is_avro(record.value):
+            return None
         try:
-            return event_key(None, decode_json(record.value or b""))
+            return event_key(None, self._decoder.decode(record.value))
         except InvalidEvent:
             return None
 
@@ -192,7 +207,7 @@ class Destination:
             return False
         try:
             return can_join([self._event(record) for record in work], self._event(follower))
-        except InvalidEvent:
+        except (InvalidEvent, SchemaNotLoaded):
             return False
 
     def delivery_id(self, record: InboundRecord) -> bytes | None:
@@ -202,6 +217,9 @@ class Destination:
             event = self._event(record)
         except InvalidEvent:
             return None
+        except SchemaNotLoaded:
+            self._unidentified.put(_where(record), True)
+            return None
         return delivery_id(event) if event.type == "track" else None
 
     async def was_delivered(self, record: InboundRecord, *, since_s: float) -> bool | DeadLetter | Transient:
@@ -209,6 +227,9 @@ class Destination:
         been cut off between Zendesk's answer and our marker (`stream.engine.delivered`). The user's
         events of that source and type are searched for one with the same properties (and the same
         `created_at`, when the event carried a timestamp; else one created since `since_s`)."""
+        failed = await self._load_schemas([record])
+        if failed is not None:
+            return failed
         try:
             planned = plan_event(self._event(record), self._settings, Known())
         except InvalidEvent:
@@ -250,11 +271,11 @@ class Destination:
     def _event(self, record: InboundRecord) -> SegmentEvent:
         """The record's validated event; the last few are remembered, for coalescing looks ahead (the
         same record, not just the same position: a value read again is decoded again)."""
-        where = (record.topic, record.partition, record.offset)
+        where = _where(record)
         cached = self._events.get(where)
         if cached is not None and cached[0] is record.value:
             return cached[1]
-        event = validate(decode_json(record.value or b""))
+        event = validate(self._decoder.decode(record.value))
         self._events.put(where, (record.value, event))
         return event
 
@@ -263,11 +284,34 @@ class Destination:
     ) -> tuple[Outcome, Progress | None]:
         """Plan (once per piece of work) and execute from where the last attempt stopped. Several records
         are consecutive identifies of one user (`joins`): merged, planned and sent once."""
+        failed = await self._load_schemas(records)
+        if failed is not None:
+            return failed, resume
         try:
             events = [self._event(record) for record in records]
         except InvalidEvent as err:
             return DeadLetter(reason=err.reason, message=err.message), None
+        if len(records) == 1 and self._unidentified.pop(_where(records[0])) and events[0].type == "track":
+            return Transient(
+                message="its Avro schema was loaded after the engine asked for its delivery id: tried "
+                "again, so that the check against tracks already delivered sees it",
+                retry_after_s=0.0,
+            ), None
         return await self.deliver(merge(events), resume)
+
+    async def _load_schemas(self, records: Sequence[InboundRecord]) -> DeadLetter | Transient | None:
+        """Load the Avro writer schemas the records need and are not at hand (`stream.schemas`)."""
+        for record in records:
+            schema_id = self._decoder.missing(record.value)
+            if schema_id is None:
+                continue
+            try:
+                await self._decoder.load(schema_id)
+            except InvalidEvent as err:
+                return DeadLetter(reason=err.reason, message=err.message)
+            except SchemaUnavailable as err:
+                return Transient(message=str(err))
+        return None
 
     async def deliver(
         self, payload: Mapping[str, Any] | SegmentEvent, progress: Progress | None = None
@@ -625,6 +669,10 @@ class Destination:
 
 
 _MEMBER: Final[Mapping[str, Any]] = {"member": True}
+
+
+def _where(record: InboundRecord) -> tuple[str, int, int]:
+    return (record.topic, record.partition, record.offset)
 
 
 def _user_memory_key(ref: UserRef) -> str:

@@ -4,8 +4,10 @@
     ├── ConfigError                  a bad setting: start-up stops with one line naming it (exit 2)
     ├── InvalidEvent                 the event itself is unusable: dead-letter it (class `invalid`)
     ├── FieldsUnavailable            Zendesk did not list the custom fields; `outcome` says what to do
+    ├── SchemaUnavailable            the schema registry cannot be asked now: the event is retried (transient)
     └── FatalError                   the engine cannot go on: it stops, having committed only finished work
         ├── ZendeskConfigError       401/403 from Zendesk: stop loudly, dead-letter nothing (exit 2)
+        ├── SchemaRegistryRefused    401/403 from the schema registry: stop, dead-letter nothing
         ├── CircuitOpen              most recent events were dead-lettered: stopping beats emptying the topic
         ├── SourceFailed             a Kafka consumer stopped, or the retry path could not be read
         └── ProduceFailed            Kafka did not confirm a retry or dead-letter copy
@@ -51,6 +53,11 @@ class FieldsUnavailable(StreamError):
         self.outcome = outcome
 
 
+class SchemaUnavailable(StreamError):
+    """The schema registry did not answer, or answered with a server error: the record's schema cannot be
+    had now, which says nothing about the record (`stream.schemas`)."""
+
+
 class FatalError(StreamError):
     """The engine cannot go on; the message says why."""
 
@@ -61,6 +68,10 @@ class ZendeskConfigError(FatalError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class SchemaRegistryRefused(FatalError):
+    """The schema registry refused our credentials (401/403): no Avro record can be read until fixed."""
 
 
 class CircuitOpen(FatalError):

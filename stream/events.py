@@ -52,11 +52,14 @@ __all__ = [
     "MAX_DEPTH",
     "SUPPORTED_TYPES",
     "SegmentEvent",
+    "confluent_frame",
     "decode_avro",
     "decode_json",
     "event_key",
     "iso_timestamp",
+    "parse_avro_schema",
     "parse_event",
+    "read_avro",
     "validate",
 ]
 
@@ -141,18 +144,41 @@ def _lenient_json(data: bytes | str, strict_error: Exception) -> Any:
         raise _invalid(f"value is not valid JSON ({strict_error})") from None
 
 
-def decode_avro(data: bytes, schema: Mapping[str, Any] | str) -> dict[str, Any]:
-    """An Avro binary record (schemaless, i.e. no container/registry framing) with its writer schema.
+CONFLUENT_MAGIC: Final = 0
+_FRAME_BYTES: Final = 5  # the magic byte and a 4-byte big-endian schema id
+# Avro has no type for "any JSON value": the Segment schema carries these as JSON text (docs/semantics.md).
+JSON_TEXT_FIELDS: Final = ("traits", "properties", "context")
 
-    A Confluent Schema Registry frame (magic byte 0 and a 4-byte schema id) must be stripped by the caller,
-    which also resolves the schema id. Raises InvalidEvent when the record cannot be read with `schema`.
-    """
+
+def confluent_frame(data: bytes) -> tuple[int, memoryview] | None:
+    """(schema id, Avro body) of a value in the Confluent wire format (magic byte 0, the schema id as a
+    4-byte big-endian integer, then the Avro binary); None when the value does not start with the magic
+    byte. Raises InvalidEvent when it does but is too short to hold a schema id."""
+    if not data or data[0] != CONFLUENT_MAGIC:
+        return None
+    if len(data) < _FRAME_BYTES:
+        raise _invalid(
+            f"value starts with the Confluent magic byte but is {len(data)} bytes long: too short for a "
+            "schema id"
+        )
+    return int.from_bytes(data[1:_FRAME_BYTES], "big"), memoryview(data)[_FRAME_BYTES:]
+
+
+def parse_avro_schema(schema: Mapping[str, Any] | str) -> Any:
+    """A writer schema (JSON text or its parsed form) → fastavro's parsed schema. Raises InvalidEvent."""
     try:
-        parsed = fastavro.parse_schema(json.loads(schema) if isinstance(schema, str) else dict(schema))
+        return fastavro.parse_schema(json.loads(schema) if isinstance(schema, str) else dict(schema))
     except Exception as exc:
         raise _invalid(
             f"the Avro writer schema is unusable ({type(exc).__name__}: {str(exc)[:200]})"
         ) from None
+
+
+def read_avro(data: bytes | memoryview, parsed: Any) -> dict[str, Any]:
+    """An Avro binary body read with a schema from `parse_avro_schema` → the event object.
+
+    Fields that are null are left out (as if absent in JSON), and `traits`, `properties` and `context`
+    given as strings are read as JSON text that must hold an object. Raises InvalidEvent."""
     try:
         value = fastavro.schemaless_reader(io.BytesIO(data), parsed, None)
     except Exception as exc:
@@ -161,7 +187,28 @@ def decode_avro(data: bytes, schema: Mapping[str, Any] | str) -> dict[str, Any]:
         ) from None
     if not isinstance(value, dict):
         raise _invalid(f"Avro value is not a record (got {json_type(value)}): not a Segment event")
-    return value
+    event = {key: item for key, item in value.items() if item is not None}
+    for key in JSON_TEXT_FIELDS:
+        text = event.get(key)
+        if isinstance(text, str):
+            event[key] = _json_text_field(key, text)
+    return event
+
+
+def _json_text_field(key: str, text: str) -> dict[str, Any]:
+    try:
+        return decode_json(text)
+    except InvalidEvent as err:
+        raise _invalid(f'Avro field "{key}" is a string but not a JSON object: {err.message}') from None
+
+
+def decode_avro(data: bytes, schema: Mapping[str, Any] | str) -> dict[str, Any]:
+    """An Avro binary record (schemaless, i.e. no container/registry framing) with its writer schema.
+
+    A Confluent Schema Registry frame (magic byte 0 and a 4-byte schema id) must be stripped by the caller
+    (`confluent_frame`), which also resolves the schema id (`stream.decoding`). Raises InvalidEvent when
+    the record cannot be read with `schema`."""
+    return read_avro(data, parse_avro_schema(schema))
 
 
 def parse_event(data: bytes) -> SegmentEvent:

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from stream.config import Config
+from stream.decoding import Decoder, open_schemas
 from stream.delivery import DeliveryOptions, Destination
 from stream.engine.options import EngineOptions
 from stream.engine.runner import Engine
@@ -96,11 +97,44 @@ async def run_service(
 ) -> RunResult:
     """Runs until stopped (or caught up with `exit_at_end`). Raises ZendeskConfigError when Zendesk
     refuses our credentials, at start-up or later. `max_record_bytes`: what `check_kafka` found the
-    retry and dead-letter topics take."""
-    connections = max(1, min(options.max_in_flight, MAX_CONNECTIONS))
+    retry and dead-letter topics take. Avro input: the schema registry (or the local schemas) is
+    checked first; a registry that refuses our credentials or does not answer stops start-up (ConfigError)."""
     warning = config.zendesk.startup_warning()
     if warning is not None:
         log.warning(warning, auth=config.zendesk.auth.settings)
+    schemas = open_schemas(config.input)
+    decoder = Decoder(input_format=config.input.input_format, schemas=schemas)
+    try:
+        if schemas is not None:
+            await schemas.check()
+            log.info("avro schemas", input_format=config.input.input_format.value, source=schemas.description)
+        return await _run_engine(
+            config,
+            options,
+            exit_at_end=exit_at_end,
+            consumer=consumer,
+            delivery=delivery,
+            max_record_bytes=max_record_bytes,
+            on_progress=on_progress,
+            decoder=decoder,
+        )
+    finally:
+        if schemas is not None:
+            await schemas.close()
+
+
+async def _run_engine(
+    config: Config,
+    options: EngineOptions,
+    *,
+    exit_at_end: bool,
+    consumer: ConsumerOptions | None,
+    delivery: DeliveryOptions | None,
+    max_record_bytes: int | None,
+    on_progress: Callable[[Stats], None] | None,
+    decoder: Decoder,
+) -> RunResult:
+    connections = max(1, min(options.max_in_flight, MAX_CONNECTIONS))
     governor = config.governor()
     async with ZendeskClient(
         connection=config.zendesk, max_connections=connections, governor=governor
@@ -117,6 +151,7 @@ async def run_service(
             bulk=bulk,
             coalesce=delivery.coalesce,
             unchanged_ttl_s=delivery.unchanged_ttl_s,
+            decoder=decoder,
         )
         known = await check_zendesk(destination, config.zendesk)
         log.info(

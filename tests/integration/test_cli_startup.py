@@ -71,6 +71,8 @@ def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
         ),
         ({"STREAM_TOPICS": "x"}, "STREAM_TOPICS: unknown setting (did you mean STREAM_TOPIC?)"),
         ({"ZENDESK_API_TOKN": "x"}, "ZENDESK_API_TOKN: unknown setting (did you mean ZENDESK_API_TOKEN?)"),
+        ({"STREAM_INPUT_FORMAT": "protobuf"}, "STREAM_INPUT_FORMAT: expected json, avro or auto"),
+        ({"SCHEMA_REGISTRY_URL": "registry:8081"}, "SCHEMA_REGISTRY_URL: expected http(s)://host"),
     ],
 )
 def test_bad_setting_stops_start_up_with_one_line_naming_it(change: dict[str, str], expected: str) -> None:

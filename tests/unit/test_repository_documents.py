@@ -26,7 +26,7 @@ def tracked(*patterns: str) -> list[Path]:
 @pytest.mark.parametrize("document", ["README.md", "docs/contracts.md"])
 def test_every_setting_is_in_the_document(document: str) -> None:
     text = (REPO / document).read_text(encoding="utf-8")
-    documented = set(re.findall(r"`((?:STREAM|ZENDESK|KAFKA)_[A-Z0-9_]+)`", text))
+    documented = set(re.findall(r"`((?:STREAM|ZENDESK|KAFKA|SCHEMA_REGISTRY)_[A-Z0-9_]+)`", text))
     assert set(ENVIRONMENT) - documented == set()
 
 
