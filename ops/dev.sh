@@ -2,9 +2,15 @@
 # One entry point for a fresh machine (Python 3.11+, Java 17, Maven):
 #   ops/dev.sh setup   create .venv, install the package with its dev extras, fetch the Kafka jars
 #   ops/dev.sh demo    setup, then local Kafka + Zendesk simulator + sample events + the consumer
-#   ops/dev.sh test    setup, then lint (ruff, mypy) and the default test suite on real Kafka
+#   ops/dev.sh test    setup, lint (ruff, mypy), then both legs of the test suite:
+#                        the native leg: the default suite on a broker of the native launcher;
+#                        the container leg: tests/containers and the end-to-end, rebalance and kill
+#                        tests on a Kafka container (podman set up from Debian where no engine runs)
+#   ops/dev.sh test-native [pytest args]     the native leg only (e.g. `ops/dev.sh test-native -m slow`)
+#   ops/dev.sh test-containers [pytest args] the container leg only
 #   ops/dev.sh lint    setup, then ruff and mypy only
-# Extra arguments after `test` go to pytest (e.g. `ops/dev.sh test -m slow`).
+# The container leg runs where an engine answers or can be set up (root on Debian); elsewhere it is
+# skipped with the reason, except under CI=true, where it is required.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,6 +50,46 @@ lint() {
   "$venv/bin/mypy"
 }
 
+# The tests that run again on a Kafka container, to prove that path behaves like the native one.
+CONTAINER_LEG=(tests/containers tests/integration/test_run_end_to_end.py
+  tests/integration/test_engine_rebalance.py tests/integration/test_engine_kill.py)
+
+native_leg() {
+  say "pytest, native leg (Kafka from ops/kafka/kafkalocal.py)"
+  local started=$SECONDS status=0
+  ZS_TEST_KAFKA=native "$venv/bin/pytest" -m "not slow and not containers" "$@" || status=$?
+  say "native leg: $((SECONDS - started)) s"
+  return "$status"
+}
+
+container_leg() {
+  local why=""
+  if ! ops/containers/engine.sh status >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then
+      why="no container engine answers, and only root can set up podman"
+    elif [ ! -f /etc/debian_version ] || ! command -v apt-get >/dev/null; then
+      why="no container engine answers, and setting one up is only automated on Debian"
+    fi
+  fi
+  if [ -n "$why" ]; then
+    if [ "${CI:-}" = true ]; then
+      echo "ops/dev.sh: the container leg is required under CI=true: $why" >&2
+      return 1
+    fi
+    say "container leg skipped: $why"
+    return 0
+  fi
+  say "pytest, container leg (Kafka in a container; engine and images from ops/containers)"
+  local started=$SECONDS status=0
+  if [ "$#" -gt 0 ]; then
+    ZS_TEST_KAFKA=container "$venv/bin/pytest" -m "not slow" "$@" || status=$?
+  else
+    ZS_TEST_KAFKA=container "$venv/bin/pytest" -m "not slow" "${CONTAINER_LEG[@]}" || status=$?
+  fi
+  say "container leg: $((SECONDS - started)) s"
+  return "$status"
+}
+
 command="${1:-}"
 shift || true
 case "$command" in
@@ -52,8 +98,20 @@ case "$command" in
   test)
     setup
     lint
-    say "pytest"
-    exec "$venv/bin/pytest" -m "not slow and not containers" "$@"
+    native=0
+    native_leg || native=$?
+    containers=0
+    container_leg || containers=$?
+    say "native leg: exit $native; container leg: exit $containers"
+    [ "$native" = 0 ] && [ "$containers" = 0 ]
+    ;;
+  test-native)
+    setup
+    native_leg "$@"
+    ;;
+  test-containers)
+    setup
+    container_leg "$@"
     ;;
   demo)
     setup

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -23,24 +22,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from stream.localkafka import load_launcher
 
 REPO = Path(__file__).resolve().parents[2]
-TESTCONTAINERS_IMAGE = "confluentinc/cp-kafka:8.0.0"  # Apache Kafka 4.0, KRaft
-
-
-def docker_engine_answers() -> bool:
-    """Whether a Docker-API engine answers `GET /_ping` on its unix socket (DOCKER_HOST, else the
-    default socket)."""
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if not host.startswith("unix://") or not Path(host.removeprefix("unix://")).exists():
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(3)
-        try:
-            sock.connect(host.removeprefix("unix://"))
-            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            status_line = sock.recv(64).split(b"\r\n", 1)[0]
-        except OSError:
-            return False
-    return status_line.startswith(b"HTTP/1.") and b" 200" in status_line
 
 
 @contextmanager
@@ -57,17 +38,25 @@ def native_cluster(data_dir: Path, *, nodes: int = 1) -> Iterator[tuple[str, Mod
 
 @contextmanager
 def session_broker(data_dir: Path) -> Iterator[tuple[str, str]]:
-    """Yields (bootstrap servers, how it was obtained)."""
+    """Yields (bootstrap servers, how it was obtained): KAFKA_BOOTSTRAP_SERVERS when set; else, with
+    ZS_TEST_KAFKA=container (the container leg, `ops/dev.sh test-containers`), a broker in a container
+    started through testcontainers on the engine ops/containers/engine.sh gives; else the native
+    launcher."""
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if configured:
         yield configured, "KAFKA_BOOTSTRAP_SERVERS"
         return
-    if docker_engine_answers():
-        from testcontainers.community.kafka import KafkaContainer  # noqa: PLC0415
+    mode = os.environ.get("ZS_TEST_KAFKA", "native")
+    if mode == "container":
+        from tests.support.containers import container_engine, container_kafka, ensure_images  # noqa: PLC0415
 
-        with KafkaContainer(TESTCONTAINERS_IMAGE).with_kraft() as container:
-            yield container.get_bootstrap_server(), f"testcontainers {TESTCONTAINERS_IMAGE}"
+        with container_engine() as engine:
+            image = ensure_images().kafka
+            with container_kafka(image=image) as bootstrap:
+                yield bootstrap, f"a container of {image} (testcontainers, engine {engine.docker_host})"
         return
+    if mode != "native":
+        raise ValueError(f"ZS_TEST_KAFKA: expected native or container, got {mode!r}")
     with native_cluster(data_dir) as (bootstrap, _):
         yield bootstrap, "native launcher ops/kafka/kafkalocal.py"
 
