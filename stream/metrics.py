@@ -135,6 +135,14 @@ class Metrics:
     def job_done(self, seconds: float) -> None:
         self.bulk_job_seconds.observe(seconds)
 
+    def lag(self) -> int | None:
+        """The owned partitions' lag as last sampled (None before the first end offsets)."""
+        sample = self.sample
+        if sample.engine is None or not sample.ends:
+            return None
+        committed = sample.engine.committed
+        return sum(max(0, sample.ends[p] - offset) for p, offset in committed.items() if p in sample.ends)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -191,6 +191,7 @@ async def _run(
             options=options,
             on_progress=on_progress,
             observer=ServiceObserver(metrics) if metrics is not None else None,
+            lag=metrics.lag if metrics is not None else None,
         )
         if metrics is None:
             exit_code = await engine.run(exit_at_end=exit_at_end)

@@ -112,11 +112,13 @@ class Engine(Generic[P]):
         on_progress: Callable[[Stats], None] | None = None,
         progress_interval_s: float = 0.5,
         observer: Observer | None = None,
+        lag: Callable[[], int | None] | None = None,
     ) -> None:
         """`wall` is the wall clock (headers, not-before times); loop time drives everything else, so a
         virtual-time event loop drives the engine deterministically. `on_progress` is called with the
         counters every `progress_interval_s` while the engine runs, and once at the end. `observer` is
-        told what happens (`ports.Observer`: the service's metrics and health)."""
+        told what happens (`ports.Observer`: the service's metrics and health); `lag`, the records of the
+        owned partitions not yet committed as the service last measured them, for the progress line."""
         self._source = source
         self._producer = producer
         self._processor = processor
@@ -128,6 +130,7 @@ class Engine(Generic[P]):
         self._progress_interval_s = progress_interval_s
         self._observer: Observer = observer or NullObserver()
         self._observed = observer is not None
+        self._lag = lag
         self._lanes = Lanes(max_in_flight=self._options.max_in_flight)
         self._book = OffsetBook()
         self._paused: set[Partition] = set()
@@ -236,6 +239,7 @@ class Engine(Generic[P]):
             in_flight=len(self._tasks),
             buffered=sum(self._book.buffered().values()),
             parked_keys=len(self._parked),
+            lag=self._lag() if self._lag is not None else None,
         )
 
     def _report_progress(self) -> None:

@@ -3,6 +3,7 @@ in virtual time over in-memory ports: consumed = the sum of the outcomes, once e
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import MutableMapping
 from typing import Any
@@ -156,3 +157,44 @@ def test_every_line_logged_while_a_record_is_handled_carries_its_context() -> No
     assert seen == [
         {"event": "inside", "topic": "in", "partition": 0, "offset": 0, "key": "peter@example.com"}
     ]
+
+
+def test_the_periodic_progress_line_carries_the_rate_the_lag_and_the_outcomes_since_the_last_line() -> None:
+    lines: list[dict[str, object]] = []
+
+    async def main(loop: VirtualTimeLoop) -> None:
+        broker = new_broker()
+        produce(broker, [("a", "ok"), ("b", "skip"), ("c", "bad")])
+        engine: Engine[int] = Engine(
+            source=MemorySource(broker=broker, topics=TOPICS),
+            producer=MemoryProducer(broker=broker),
+            processor=ScriptedProcessor(script=script),
+            topics=TOPICS,
+            options=EngineOptions(summary_interval_s=1.0),
+            wall=loop.wall,
+            lag=lambda: 7,
+        )
+        run = loop.create_task(engine.run())
+        await asyncio.sleep(2.5)
+        engine.stop()
+        assert await run == 0
+
+    def capture(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if event.get("event") == "progress":
+            lines.append(dict(event))
+        raise structlog.DropEvent
+
+    structlog.configure(processors=[capture])
+    try:
+        run_virtual(main)
+    finally:
+        structlog.reset_defaults()
+    assert len(lines) == 2
+    first, second = lines
+    assert first["lag"] == 7 and isinstance(first["events_per_s"], float) and first["events_per_s"] > 0
+    assert (first["delivered"], first["skipped"], first["dead_lettered"]) == (
+        1,
+        {"unsupported_type": 1},
+        {"user_not_found": 1},
+    )
+    assert (second["delivered"], second["events_per_s"]) == (0, 0.0)  # since the last line only
