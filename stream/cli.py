@@ -251,12 +251,14 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         delivery_options_from_env,
         engine_options_from_env,
         load_config,
+        metrics_port_from_env,
     )
     from stream.service import check_kafka, run_service  # noqa: PLC0415
 
     config = load_config(env)
     options = engine_options_from_env(env)
     consumer = consumer_options_from_env(env)
+    metrics_port = metrics_port_from_env(env)
     largest = check_kafka(config)
     result = asyncio.run(
         run_service(
@@ -266,6 +268,7 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             consumer=consumer,
             delivery=delivery_options_from_env(env),
             max_record_bytes=largest,
+            metrics_port=metrics_port,
         )
     )
     return result.exit_code

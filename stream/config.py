@@ -19,6 +19,7 @@ from stream.engine.breaker import CircuitBreaker
 from stream.engine.delivered import DEFAULT_WINDOW_S
 from stream.engine.options import EngineOptions, Topics
 from stream.engine.retry import RetryPolicy
+from stream.environment import parse_flag
 from stream.errors import ConfigError
 from stream.kafka.config import KafkaSettings, kafka_settings_from_env
 from stream.kafka.consumer import ConsumerOptions
@@ -136,6 +137,22 @@ def _check_registry_url(url: str) -> None:
         raise ConfigError(f"SCHEMA_REGISTRY_URL: the registry's URL without a query or fragment, got {url!r}")
 
 
+DEFAULT_METRICS_PORT = 9464
+
+
+def metrics_port_from_env(env: Mapping[str, str]) -> int | None:
+    """STREAM_METRICS_PORT: the port of /metrics, /healthz and /readyz; None when 0 turns them off."""
+    raw = env.get("STREAM_METRICS_PORT", "").strip()
+    if not raw:
+        return DEFAULT_METRICS_PORT
+    if not raw.isdigit() or int(raw) > 65_535:
+        raise ConfigError(
+            f"STREAM_METRICS_PORT: expected a port number from 1 to 65535, or 0 to turn the server off, "
+            f"got {raw!r}"
+        )
+    return int(raw) or None
+
+
 def dedup_window_from_env(env: Mapping[str, str]) -> float:
     """STREAM_DEDUP_WINDOW: a duration (`7d`, `36h`, seconds as a number), or 0 to turn dedup off."""
     raw = env.get("STREAM_DEDUP_WINDOW", "").strip()
@@ -242,14 +259,7 @@ def delivery_options_from_env(env: Mapping[str, str]) -> DeliveryOptions:
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in {"true", "1", "yes", "on"}:
-        return True
-    if raw in {"false", "0", "no", "off"}:
-        return False
-    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+    return parse_flag(env, name, default=default)
 
 
 def consumer_options_from_env(env: Mapping[str, str]) -> ConsumerOptions:

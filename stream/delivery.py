@@ -36,9 +36,10 @@ from typing import Any, Final
 import structlog
 
 from stream.decoding import Decoder, SchemaNotLoaded
+from stream.engine.ports import RecordLabel
 from stream.engine.records import InboundRecord
 from stream.errors import FieldsUnavailable, InvalidEvent, SchemaUnavailable
-from stream.events import SegmentEvent, delivery_id, event_key, iso_timestamp, validate
+from stream.events import SegmentEvent, decode_json, delivery_id, event_key, iso_timestamp, validate
 from stream.mapping.coalesce import can_join, merge
 from stream.mapping.fields import FieldKind, Known, KnownField
 from stream.mapping.operations import (
@@ -116,6 +117,21 @@ _REPLAN: Final = _Replan()
 _UNCHANGED: Final = _Unchanged()
 _MAX_PLANS: Final = 3
 _MAX_EVENT_PAGES: Final = 20  # of 100 events: the user's events of one type at one instant, or since
+
+
+_TYPE_LABELS: Final = frozenset({"identify", "track", "group"})
+_MAX_MESSAGE_ID_CHARS: Final = 200
+
+
+def _raw_label(value: bytes | None) -> RecordLabel:
+    """The label of a record that is not a valid event: its type is `unknown`, its messageId (for the
+    logs) whatever the JSON carries, if it is JSON."""
+    try:
+        raw = decode_json(value or b"")
+    except InvalidEvent:
+        return RecordLabel("unknown")
+    message_id = raw.get("messageId")
+    return RecordLabel("unknown", message_id[:_MAX_MESSAGE_ID_CHARS] if isinstance(message_id, str) else None)
 
 
 def _same_event(found: Any, sent: Mapping[str, Any]) -> bool:
@@ -267,6 +283,16 @@ class Destination:
             params["page[after]"] = str(meta["after_cursor"])
         log.warning("gave up looking for an interrupted event in Zendesk; sending it", pages=_MAX_EVENT_PAGES)
         return False
+
+    def label(self, record: InboundRecord) -> RecordLabel:
+        """The event's type among identify, track, group, `other` (a type we skip: page, screen, …) and
+        `unknown` (not a valid event), and its messageId: for logs and metrics (a bounded label)."""
+        try:
+            event = self._event(record)
+        except (InvalidEvent, SchemaNotLoaded, SchemaUnavailable):
+            return _raw_label(record.value)
+        kind = event.type if event.type in _TYPE_LABELS else "other"
+        return RecordLabel(kind, event.message_id)
 
     def _event(self, record: InboundRecord) -> SegmentEvent:
         """The record's validated event; the last few are remembered, for coalescing looks ahead (the

@@ -52,6 +52,8 @@ ENVIRONMENT: dict[str, str] = {
     "STREAM_GROUP_INSTANCE_ID": "static group membership id (optional)",
     "STREAM_LOG_LEVEL": "debug, info (default), warning, error",
     "STREAM_LOG_FORMAT": "json (default when not a terminal) or console",
+    "STREAM_LOG_PII": "log emails and record keys as they are (default false: hashed, sha256:<12 hex>)",
+    "STREAM_METRICS_PORT": "port of /metrics, /healthz and /readyz (default 9464); 0 turns the server off",
 }
 
 
@@ -63,3 +65,19 @@ def check_environment(env: Mapping[str, str]) -> None:
             close = difflib.get_close_matches(name, ENVIRONMENT, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"{name}: unknown setting{hint}; README.md lists the settings")
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def parse_flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """A true/false setting (true, 1, yes, on / false, 0, no, off; blank: the default)."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {raw!r}")

@@ -10,7 +10,8 @@ stops start-up with one line naming the setting and Zendesk's answer (exit 2).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +27,11 @@ from stream.errors import ConfigError, FieldsUnavailable
 from stream.kafka.admin import check_topics
 from stream.kafka.consumer import ConsumerOptions
 from stream.kafka.producer import AsyncProducer
+from stream.kafka.scan import EndOffsets
 from stream.kafka.source import KafkaSource
 from stream.mapping.fields import Known
+from stream.metrics import Metrics, MetricsServer, Sampler, ServiceObserver
+from stream.observability import register_secrets
 from stream.outcomes import DeadLetter
 from stream.topics import max_message_bytes
 from stream.zendesk import ZendeskClient, ZendeskConnection
@@ -79,6 +83,10 @@ async def check_zendesk(destination: Destination, connection: ZendeskConnection)
     raise AssertionError("unreachable")
 
 
+def _described(failure: BaseException | None) -> str | None:
+    return None if failure is None else f"a Kafka consumer thread stopped: {failure}"
+
+
 @dataclass(frozen=True)
 class RunResult:
     exit_code: int
@@ -94,11 +102,53 @@ async def run_service(
     delivery: DeliveryOptions | None = None,
     max_record_bytes: int | None = None,
     on_progress: Callable[[Stats], None] | None = None,
+    metrics_port: int | None = None,
 ) -> RunResult:
     """Runs until stopped (or caught up with `exit_at_end`). Raises ZendeskConfigError when Zendesk
     refuses our credentials, at start-up or later. `max_record_bytes`: what `check_kafka` found the
     retry and dead-letter topics take. Avro input: the schema registry (or the local schemas) is
-    checked first; a registry that refuses our credentials or does not answer stops start-up (ConfigError)."""
+    checked first; a registry that refuses our credentials or does not answer stops start-up
+    (ConfigError). `metrics_port`: serve /metrics, /healthz and /readyz there
+    (`stream.metrics`) from the start, so /readyz says "not yet" until the group assigns partitions;
+    None: no server, no metrics."""
+    register_secrets(config.zendesk.secrets)
+    metrics = Metrics() if metrics_port is not None else None
+    async with _serving(metrics, metrics_port):
+        return await _run(
+            config,
+            options,
+            exit_at_end=exit_at_end,
+            consumer=consumer,
+            delivery=delivery,
+            max_record_bytes=max_record_bytes,
+            on_progress=on_progress,
+            metrics=metrics,
+        )
+
+
+@contextlib.asynccontextmanager
+async def _serving(metrics: Metrics | None, port: int | None) -> AsyncIterator[None]:
+    if metrics is None or port is None:
+        yield
+        return
+    server = MetricsServer(metrics, port=port).start()
+    try:
+        yield
+    finally:
+        server.close()
+
+
+async def _run(
+    config: Config,
+    options: EngineOptions,
+    *,
+    exit_at_end: bool,
+    consumer: ConsumerOptions | None,
+    delivery: DeliveryOptions | None,
+    max_record_bytes: int | None,
+    on_progress: Callable[[Stats], None] | None,
+    metrics: Metrics | None,
+) -> RunResult:
     warning = config.zendesk.startup_warning()
     if warning is not None:
         log.warning(warning, auth=config.zendesk.auth.settings)
@@ -116,6 +166,7 @@ async def run_service(
             delivery=delivery,
             max_record_bytes=max_record_bytes,
             on_progress=on_progress,
+            metrics=metrics,
             decoder=decoder,
         )
     finally:
@@ -132,16 +183,25 @@ async def _run_engine(
     delivery: DeliveryOptions | None,
     max_record_bytes: int | None,
     on_progress: Callable[[Stats], None] | None,
+    metrics: Metrics | None,
     decoder: Decoder,
 ) -> RunResult:
     connections = max(1, min(options.max_in_flight, MAX_CONNECTIONS))
     governor = config.governor()
     async with ZendeskClient(
-        connection=config.zendesk, max_connections=connections, governor=governor
+        connection=config.zendesk,
+        max_connections=connections,
+        governor=governor,
+        on_request=metrics.request if metrics is not None else None,
     ) as client:
         delivery = delivery or DeliveryOptions()
         bulk = (
-            Bulk(client=client, linger_s=delivery.bulk_linger_s, always=delivery.bulk == "always")
+            Bulk(
+                client=client,
+                linger_s=delivery.bulk_linger_s,
+                always=delivery.bulk == "always",
+                on_job_done=metrics.job_done if metrics is not None else None,
+            )
             if delivery.bulk != "off"
             else None
         )
@@ -160,15 +220,39 @@ async def _run_engine(
             user_fields=len(known.user_fields),
             organization_fields=len(known.organization_fields),
         )
+        source = KafkaSource(settings=config.kafka, options=consumer)
         engine = Engine(
-            source=KafkaSource(settings=config.kafka, options=consumer),
+            source=source,
             producer=AsyncProducer(settings=config.kafka, max_record_bytes=max_record_bytes),
             processor=destination,
             topics=config.topics,
             options=options,
             on_progress=on_progress,
+            observer=ServiceObserver(metrics) if metrics is not None else None,
+            lag=metrics.lag if metrics is not None else None,
         )
-        exit_code = await engine.run(exit_at_end=exit_at_end)
+        if metrics is None:
+            exit_code = await engine.run(exit_at_end=exit_at_end)
+        else:
+            metrics.health.consumer_failure = lambda: _described(source.failure)
+            ends = EndOffsets(config.kafka)
+            sampler = Sampler(
+                metrics,
+                engine=engine.snapshot,
+                governor=governor.budget,
+                bulk_jobs=(lambda: bulk.poller.in_flight) if bulk is not None else None,
+                token_expires_in_s=client.token_expires_in_s,
+                read_ends=ends.read,
+            )
+            sampling = asyncio.create_task(sampler.run(), name="metrics-sampler")
+            try:
+                exit_code = await engine.run(exit_at_end=exit_at_end)
+            finally:
+                sampling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampling
+                sampler.take()  # the last values, for a scrape during the rest of the shutdown
+                await asyncio.to_thread(ends.close)
         if engine.fatal is not None:
             raise engine.fatal
         if bulk is not None:

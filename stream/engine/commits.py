@@ -82,6 +82,15 @@ class OffsetBook:
             if partition in self.partitions:
                 self._committed[partition] = position
 
+    def committed(self) -> dict[Partition, int]:
+        """Of every partition owned: the offset last committed, else the one its work started from
+        (what the group had committed when the partition came), if known."""
+        found = {p: pos.offset for p, pos in self._committed.items() if p in self.partitions}
+        for partition, offsets in self.partitions.items():
+            if partition not in found and offsets.start is not None:
+                found[partition] = offsets.start
+        return found
+
     def buffered(self) -> dict[Partition, int]:
         """Records held beyond the committed point, per partition: what back-pressure looks at."""
         return {p: o.in_flight for p, o in self.partitions.items()}

@@ -19,12 +19,13 @@ MAX_METADATA_CHARS = 3_500  # Kafka's offset.metadata.max.bytes defaults to 4096
 class PartitionOffsets:
     """Offsets of one partition in flight, in arrival order. Amortised O(1) per record."""
 
-    __slots__ = ("_finished", "_next_commit", "_pending", "_preset", "version")
+    __slots__ = ("_finished", "_next_commit", "_pending", "_preset", "start", "version")
 
     def __init__(self, *, start: int | None = None, finished_beyond: Iterable[int] = ()) -> None:
         self._pending: deque[int] = deque()  # registered, in offset order
         self._finished: set[int] = set()  # finished but not yet at the head of _pending
         self._next_commit = start  # offset to commit next: one past the finished prefix
+        self.start = start  # the committed position the work started from (None: nothing committed)
         self._preset = set(finished_beyond)  # finished by an earlier owner (rule 4)
         self.version = 0  # moves on whenever what a commit would say may have changed
 

@@ -8,6 +8,10 @@ A source serves two kinds of partitions. Input partitions come from the consumer
 calls the handler's `on_assigned`, `on_revoked` and `on_lost` when the group moves them. Retry
 partitions are assigned by hand, by the engine (`assign`/`unassign`), under the retry group: the retry
 partition of each input partition it owns, so a key's retries and its new events meet in one process.
+
+The observer (`Observer`) is told what happens (records consumed, outcomes, copies written, the supervise
+loop's heartbeat, assignment and halt); the service turns that into metrics and health
+(`stream.metrics`), so the engine knows nothing of Prometheus. `NullObserver` ignores it all.
 """
 
 from __future__ import annotations
@@ -116,6 +120,16 @@ class DurableProducer(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class RecordLabel:
+    """What the processor tells about a record for logs and metrics: its event type, one of a bounded
+    set (`identify`, `track`, `group`, `other` for types it does not deliver, `unknown` when it cannot
+    be read), and its message id when it has one."""
+
+    type: str
+    message_id: str | None = None
+
+
 class Processor(Protocol[P]):
     """Turns records into Zendesk operations and sends them. What an attempt leaves behind (`P`, e.g. the
     plan and the index of the next operation) comes back to the next attempt of the same work, so it
@@ -143,3 +157,58 @@ class Processor(Protocol[P]):
     async def process(self, records: Sequence[InboundRecord], resume: P | None) -> tuple[Outcome, P | None]:
         """One attempt at a piece of work: a record, or a head with the followers it carries."""
         ...
+
+    def label(self, record: InboundRecord) -> RecordLabel:
+        """The record's event type (bounded) and message id, for logs and metrics; never raises."""
+        ...
+
+
+class Observer(Protocol):
+    """Told, on the event loop, what the engine does: cheap calls that must not raise or block."""
+
+    def consumed(self, topic: str, count: int) -> None:
+        """`count` records of `topic` arrived (input or retry topic)."""
+        ...
+
+    def outcome(self, label: RecordLabel, outcome: str, reason: str) -> None:
+        """A record reached an end: `delivered`, `skipped`, `dead_lettered`, `retry_scheduled` or
+        `parked` (sent to the retry topic behind an earlier record of its key); `reason` is the skip,
+        dead-letter or retry reason (`none` for delivered)."""
+        ...
+
+    def produced(self, kind: str, reason: str) -> None:
+        """A copy was confirmed by the broker: `retry` or `dead_letter` with its reason, or a
+        `delivered_marker` (`pending`, `done`, `tombstone`)."""
+        ...
+
+    def heartbeat(self) -> None:
+        """The supervise loop came round (several times a second while the engine runs)."""
+        ...
+
+    def assigned(self, partitions: int) -> None:
+        """The group handed this member partitions (after their parked keys and markers were read)."""
+        ...
+
+    def stopping(self, reason: str) -> None:
+        """The engine stops taking work: a signal, the end (`--exit-at-end`), or a fatal error."""
+        ...
+
+
+class NullObserver:
+    def consumed(self, topic: str, count: int) -> None:
+        pass
+
+    def outcome(self, label: RecordLabel, outcome: str, reason: str) -> None:
+        pass
+
+    def produced(self, kind: str, reason: str) -> None:
+        pass
+
+    def heartbeat(self) -> None:
+        pass
+
+    def assigned(self, partitions: int) -> None:
+        pass
+
+    def stopping(self, reason: str) -> None:
+        pass

@@ -37,7 +37,16 @@ from stream.engine.end import EndTargets
 from stream.engine.lanes import LaneId, Lanes
 from stream.engine.options import EngineOptions, Topics
 from stream.engine.parking import ParkedKeys
-from stream.engine.ports import CommitOffsets, DurableProducer, Partition, Processor, Source
+from stream.engine.ports import (
+    CommitOffsets,
+    DurableProducer,
+    NullObserver,
+    Observer,
+    Partition,
+    Processor,
+    RecordLabel,
+    Source,
+)
 from stream.engine.records import (
     Failure,
     InboundRecord,
@@ -57,6 +66,7 @@ from stream.engine.retry import (
 from stream.engine.stats import Stats
 from stream.errors import CircuitOpen, FatalError, SourceFailed
 from stream.handover import Interruptible, begin, interruptible
+from stream.observability import bind_record
 from stream.outcomes import DeadLetter, Delivered, Outcome, RetryReason, Skipped, SkipReason, Transient
 
 log = structlog.get_logger("stream.engine")
@@ -65,6 +75,17 @@ EXIT_OK = 0
 EXIT_FATAL = 1
 CLOCK_SKEW_S = 300.0  # between our clock and Zendesk's, when looking for an event sent since a marker
 P = TypeVar("P")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSnapshot:
+    """What the engine holds now, for the metrics (taken on the loop; plain values only)."""
+
+    in_flight: int  # records started and not yet committed (STREAM_MAX_IN_FLIGHT counts these)
+    buffered: int  # records held beyond the committed point, running or waiting
+    parked_keys: int
+    breaker_open: bool
+    committed: dict[Partition, int]  # of the partitions owned: the position committed (or started from)
 
 
 @dataclass
@@ -90,10 +111,14 @@ class Engine(Generic[P]):
         jitter: Callable[[], float] = random.random,
         on_progress: Callable[[Stats], None] | None = None,
         progress_interval_s: float = 0.5,
+        observer: Observer | None = None,
+        lag: Callable[[], int | None] | None = None,
     ) -> None:
         """`wall` is the wall clock (headers, not-before times); loop time drives everything else, so a
         virtual-time event loop drives the engine deterministically. `on_progress` is called with the
-        counters every `progress_interval_s` while the engine runs, and once at the end."""
+        counters every `progress_interval_s` while the engine runs, and once at the end. `observer` is
+        told what happens (`ports.Observer`: the service's metrics and health); `lag`, the records of the
+        owned partitions not yet committed as the service last measured them, for the progress line."""
         self._source = source
         self._producer = producer
         self._processor = processor
@@ -103,6 +128,9 @@ class Engine(Generic[P]):
         self._jitter = jitter
         self._on_progress = on_progress
         self._progress_interval_s = progress_interval_s
+        self._observer: Observer = observer or NullObserver()
+        self._observed = observer is not None
+        self._lag = lag
         self._lanes = Lanes(max_in_flight=self._options.max_in_flight)
         self._book = OffsetBook()
         self._paused: set[Partition] = set()
@@ -138,6 +166,9 @@ class Engine(Generic[P]):
                 self._end = EndTargets(ends=await self._end_offsets())
             await self._supervise()
         finally:
+            self._observer.stopping(
+                f"fatal error: {self._fatal}" if self._fatal is not None else "shutting down"
+            )
             for signum in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signum)
@@ -153,6 +184,7 @@ class Engine(Generic[P]):
         return EXIT_OK
 
     def stop(self) -> None:
+        self._observer.stopping("stopped by a signal")
         self._stopping.set()
 
     @property
@@ -163,11 +195,23 @@ class Engine(Generic[P]):
     def summary(self) -> dict[str, Any]:
         return self.stats.summary()
 
+    def snapshot(self) -> EngineSnapshot:
+        """The gauges' values now; call it on the loop."""
+        committed = self._book.committed()
+        return EngineSnapshot(
+            in_flight=self._lanes.in_flight,
+            buffered=sum(self._book.buffered().values()),
+            parked_keys=len(self._parked),
+            breaker_open=self._options.breaker.is_open(self._breaker),
+            committed=committed,
+        )
+
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
         asked_broker_at = reported_at = -1e9
         summarized_at, summarized = loop.time(), Stats()
         while not self._stopping.is_set():
+            self._observer.heartbeat()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=0.1)
             if self._source.failure is not None and not self._stopping.is_set():
@@ -195,6 +239,7 @@ class Engine(Generic[P]):
             in_flight=len(self._tasks),
             buffered=sum(self._book.buffered().values()),
             parked_keys=len(self._parked),
+            lag=self._lag() if self._lag is not None else None,
         )
 
     def _report_progress(self) -> None:
@@ -215,6 +260,7 @@ class Engine(Generic[P]):
         if self._fatal is None:
             self._fatal = err
             log.error("fatal error, stopping", error=str(err), error_type=type(err).__name__)
+            self._observer.stopping(f"fatal error: {err}")
         self._stopping.set()
 
     # ----------------------------------------------------------------------- partitions (rebalance)
@@ -244,6 +290,7 @@ class Engine(Generic[P]):
             parked_keys=sum(len(keys) for keys in waiting.values()),
             delivered_remembered=remembered,
         )
+        self._observer.assigned(len(partitions))
         self._dispatch()
 
     async def _recall_delivered(self, numbers: list[int]) -> int:
@@ -323,18 +370,22 @@ class Engine(Generic[P]):
     def on_records(self, records: list[InboundRecord]) -> None:
         """On the loop, in poll order: register every record (commit rule 1), then start what may."""
         loop_now, wall_now = asyncio.get_running_loop().time(), self._wall()
+        consumed: dict[str, int] = {}
         for record in records:
             offsets = self._book.get((record.topic, record.partition))
             if offsets is None:  # fetched before a revocation we already handled
                 continue
             self.stats.received += 1
+            consumed[record.topic] = consumed.get(record.topic, 0) + 1
             in_retry_path = record.topic == self._topics.retry
             if offsets.register(record.offset):  # finished before a crash or a hand-over (commit rule 4)
                 self.stats.already_done += 1
+                self._outcome(record, "skipped", "already_done")
                 self._finish_at_once(record, offsets, release=in_retry_path)
                 continue
             if in_retry_path and written_by_another_group(record, self._topics.group):
                 self._skip_foreign_retry(record)
+                self._outcome(record, "skipped", "foreign_retry")
                 self._finish_at_once(record, offsets, release=False)  # the scan did not count it
                 continue
             due = 0.0
@@ -342,6 +393,8 @@ class Engine(Generic[P]):
             if wait_until is not None and wait_until > wall_now:
                 due = loop_now + (wait_until - wall_now).total_seconds()
             self._lanes.add(LaneId.of(record, self._processor.lane_key(record)), record, due=due)
+        for topic, count in consumed.items():
+            self._observer.consumed(topic, count)
         self._apply_back_pressure()
         self._dispatch()
 
@@ -395,7 +448,14 @@ class Engine(Generic[P]):
                 self._work(lane, record), Attempts(earlier=previous_attempts(record))
             )
         try:
-            retry_at = await self._try(lane, head)
+            with bind_record(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=lane.key,
+                message_id=self._label(record).message_id,
+            ):
+                retry_at = await self._try(lane, head)
             if retry_at is None and partition in self._book.partitions:
                 offsets = self._book.partitions[partition]
                 for finished in head.records:
@@ -508,9 +568,11 @@ class Engine(Generic[P]):
                 self._observe(None)
                 self.stats.delivered += 1
                 self.stats.operations += operations
+                self._outcome(record, "delivered", "none")
                 _log_outcome(record, "delivered", started, summary=summary, attempts=attempts.count + 1)
             case Skipped(reason=reason, detail=detail):
                 self.stats.skipped[reason.value] += 1
+                self._outcome(record, "skipped", reason.value)
                 _log_outcome(record, "skipped", started, reason=reason.value, detail=detail)
 
     async def _to_retry(self, lane: LaneId, record: InboundRecord, failure: Failure, started: float) -> None:
@@ -524,7 +586,10 @@ class Engine(Generic[P]):
         if lane.key is not None:
             self._parked.add(record.partition, lane.key)
         self.stats.sent_to_retry[failure.reason.value] += 1
-        if failure.reason is RetryReason.PARKED_BEHIND:
+        self._observer.produced("retry", failure.reason.value)
+        parked = failure.reason is RetryReason.PARKED_BEHIND
+        self._outcome(record, "parked" if parked else "retry_scheduled", failure.reason.value)
+        if parked:
             _log_outcome(record, "parked_behind", started)
         else:
             _log_outcome(record, "sent_to_retry", started, attempts=failure.attempts, error=failure.message)
@@ -535,8 +600,21 @@ class Engine(Generic[P]):
 
     def _dead_lettered(self, record: InboundRecord, failure: Failure, started: float) -> None:
         self.stats.dead_lettered[failure.reason.value] += 1
+        self._observer.produced("dead_letter", failure.reason.value)
+        self._outcome(record, "dead_lettered", failure.reason.value)
         _log_outcome(record, "dead_lettered", started, reason=failure.reason.value, attempts=failure.attempts)
         self._observe(failure)
+
+    def _outcome(self, record: InboundRecord, outcome: str, reason: str) -> None:
+        if self._observed:
+            self._observer.outcome(self._label(record), outcome, reason)
+
+    def _label(self, record: InboundRecord) -> RecordLabel:
+        try:
+            return self._processor.label(record)
+        except Exception:  # a bug must not stop the lane: the record is then counted as unknown
+            log.exception("label raised", offset=record.offset, partition=record.partition)
+            return RecordLabel("unknown")
 
     def _observe(self, dead_letter: Failure | None) -> None:
         breaker = self._options.breaker
@@ -599,6 +677,9 @@ class Engine(Generic[P]):
             with contextlib.suppress(Exception):
                 await send
             raise
+        self._observer.produced(
+            "delivered_marker", "done" if value == DONE else "pending" if value == PENDING else "tombstone"
+        )
         number, now_s = record.partition, self._wall().timestamp()
         if value == DONE:
             self._delivered.remember(number, delivery_id, now_s=now_s)

@@ -92,6 +92,36 @@ def read_watermarks(
         consumer.close()
 
 
+class EndOffsets:
+    """The end (high watermark) of partitions, asked of the broker by one long-lived reader of its own
+    that joins no group: for the lag metrics, every few seconds, off the event loop (`read` blocks)."""
+
+    def __init__(self, settings: KafkaSettings, *, timeout_s: float = 5.0) -> None:
+        self._settings = settings
+        self._timeout_s = timeout_s
+        self._consumer: Consumer | None = None
+
+    def read(self, partitions: Sequence[Partition]) -> dict[Partition, int]:
+        """The ends of those partitions the broker answered for in time (the others are left out)."""
+        if self._consumer is None:
+            self._consumer = _reader(self._settings, f"{self._settings.group_id}.watermarks")
+        ends = {}
+        for topic, number in partitions:
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, number), timeout=self._timeout_s
+                )
+            except KafkaException:
+                continue
+            ends[(topic, number)] = int(high)
+        return ends
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
 def _reader(settings: KafkaSettings, group_id: str) -> Consumer:
     return Consumer(
         {

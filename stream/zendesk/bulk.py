@@ -145,9 +145,11 @@ class JobPoller:
         first_poll_s: float = 0.3,
         max_interval_s: float = 5.0,
         round_s: float | None = None,
+        on_job_done: Callable[[float], None] | None = None,
     ) -> None:
         self._client = client
         self._stats = stats
+        self._on_job_done = on_job_done
         self._first_poll_s = first_poll_s
         self._max_interval_s = max_interval_s
         self._round_s = round_s
@@ -162,6 +164,11 @@ class JobPoller:
             return self._round_s
         share = 10.0 / self._client.governor.capacity_per_s(self._poll_need)
         return min(MAX_ROUND_S, max(MIN_ROUND_S, share))
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs posted and not yet seen to end."""
+        return len(self._jobs)
 
     def watch(self, job_id: str) -> asyncio.Future[Result]:
         """The job's final answer: `Ok({"results": [...]})`, or the failure every item gets."""
@@ -225,6 +232,8 @@ class JobPoller:
         self._client.governor.job_done()
         elapsed = asyncio.get_running_loop().time() - job.started
         self._stats.job_seconds = [*self._stats.job_seconds[-99:], elapsed]
+        if self._on_job_done is not None:
+            self._on_job_done(elapsed)
         if job.done.done():
             return
         results = status.get("results")
@@ -522,9 +531,18 @@ class Bulk:
     """The bulk paths of one client, sharing one job poller. `always`: batch even when the single path
     has budget (`STREAM_BULK=always`)."""
 
-    def __init__(self, *, client: ZendeskClient, linger_s: float = 0.25, always: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        client: ZendeskClient,
+        linger_s: float = 0.25,
+        always: bool = False,
+        on_job_done: Callable[[float], None] | None = None,
+    ) -> None:
+        """`on_job_done` (the metrics) is told each job's duration, from its post to the poll that saw
+        it end, in seconds."""
         self.stats = BulkStats()
-        self.poller = JobPoller(client=client, stats=self.stats)
+        self.poller = JobPoller(client=client, stats=self.stats, on_job_done=on_job_done)
         stats, poller = self.stats, self.poller
         self.users = UserUpserts(client=client, poller=poller, stats=stats, linger_s=linger_s, always=always)
         self.memberships = Memberships(

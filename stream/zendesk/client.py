@@ -91,13 +91,18 @@ class ZendeskClient:
         on_exchange: Callable[[Exchange], None] | None = None,
         governor: Governor | None = None,
         token_clock: Callable[[], float] = time.monotonic,
+        on_request: Callable[[str, str, float], None] | None = None,
     ) -> None:
         """`on_exchange`, when given, is called after every request with what was asked and answered.
+        `on_request` (the metrics) after every request that went out, OAuth token requests included, with
+        its path template, its status (or, without an answer, why: `timeout`, `connect_error`, …) and
+        its duration in seconds.
         `governor` paces every request against Zendesk's limits (by default: the Enterprise plan's,
         corrected by what Zendesk's headers say). `token_clock` times OAuth token lifetimes."""
         self.governor = governor or Governor()
         self.connection = connection
         self._on_exchange = on_exchange
+        self._on_request = on_request
         self.cache = cache if cache is not None else ZendeskCache()
         self.rate_limits = RateLimitState()
         self._logger = structlog.get_logger(__name__)
@@ -146,6 +151,11 @@ class ZendeskClient:
 
     def __repr__(self) -> str:
         return f"ZendeskClient(base_url={self.connection.base_url!r})"
+
+    def token_expires_in_s(self) -> float | None:
+        """OAuth modes: seconds the access token held now has left; None in the other modes, or before
+        the first token."""
+        return self._tokens.expires_in_s() if self._tokens is not None else None
 
     # --- users ---------------------------------------------------------------------------------------
 
@@ -346,10 +356,13 @@ class ZendeskClient:
                 )
             except httpx.HTTPError as exc:
                 failure = classify_exception(exc)
+                took = self._clock() - started
+                self._counted(template, str(failure.reason), took)
                 self.governor.answered(need, RateLimitInfo(account=None), status=None)
-                self._log_failure(method, template, failure, _ms(self._clock() - started))
+                self._log_failure(method, template, failure, _ms(took))
                 return failure
             finished = self._clock()
+            self._counted(template, str(response.status_code), finished - started)
             limits = parse_rate_limit(response.headers)
             self.rate_limits.observe(limits, at=finished)
             result = classify(response.status_code, response.headers, response.content, secrets=self._secrets)
@@ -395,15 +408,22 @@ class ZendeskClient:
         assert self._static_authorization is not None
         return self._static_authorization
 
+    def _counted(self, template: str, status: str, seconds: float) -> None:
+        if self._on_request is not None:
+            self._on_request(template, status, seconds)
+
     async def _post_token(self, body: Mapping[str, Any]) -> TokenAnswer | Unavailable:
         """POST <base>/oauth/tokens for the `TokenKeeper`: outside the rate governor (the token endpoint
         is not an API rate bucket), never logged with its body, no Authorization header."""
+        started = self._clock()
         try:
             response = await self._http.post(
                 TOKEN_PATH, content=_encode(body), headers={"Content-Type": "application/json"}
             )
+            self._counted(TOKEN_PATH, str(response.status_code), self._clock() - started)
         except httpx.HTTPError as exc:
             failure = classify_exception(exc)
+            self._counted(TOKEN_PATH, str(failure.reason), self._clock() - started)
             detail = f"POST {TOKEN_PATH}: {failure.detail}" if failure.detail else f"POST {TOKEN_PATH}"
             return Unavailable(failure.reason, detail=detail)
         return TokenAnswer(response.status_code, response.content)

@@ -186,6 +186,16 @@ class GovernorStats:
     waited_s: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class GovernorSnapshot:
+    tokens: dict[str, float]
+    window_left: dict[str, float]
+    job_slots_free: int
+    job_slots: int
+    waits: dict[str, int]
+    rate_limited: dict[str, int]
+
+
 class Governor:
     """Owns time for Zendesk requests: `acquire` before a request, `answered` after its answer."""
 
@@ -239,6 +249,8 @@ class Governor:
             self._shared_waited[name] += 1
         for name in need.buckets:
             self.stats.waits[_family(name)] = self.stats.waits.get(_family(name), 0) + 1
+        if need.job_slot and self._job_slot_wait(self._now()) > 0:
+            self.stats.waits[INFLIGHT_JOBS] = self.stats.waits.get(INFLIGHT_JOBS, 0) + 1
         self._ensure_dispatcher()
         self._wake.set()
         started = self._now()
@@ -333,6 +345,25 @@ class Governor:
         for bucket in self._buckets.values():
             bucket.wait_s(now)  # refills
         return {name: bucket.tokens for name, bucket in self._buckets.items()}
+
+    def budget(self) -> GovernorSnapshot:
+        """What the metrics show, taken on the loop: each shared bucket's tokens now and what Zendesk
+        said is left of its window (less what we sent since; absent when it did not say, or the window
+        is over), the job slots, and the waits and 429s so far (copies)."""
+        now = self._now()
+        window: dict[str, float] = {}
+        for name, bucket in self._buckets.items():
+            bucket.wait_s(now)  # refills, and forgets a window that is over
+            if bucket.window_left is not None:
+                window[name] = max(0.0, bucket.window_left)
+        return GovernorSnapshot(
+            tokens={name: max(0.0, bucket.tokens) for name, bucket in self._buckets.items()},
+            window_left=window,
+            job_slots_free=max(0, self._jobs_free),
+            job_slots=self._jobs_total,
+            waits=dict(self.stats.waits),
+            rate_limited=dict(self.stats.rate_limited),
+        )
 
     async def close(self) -> None:
         if self._dispatcher is not None:

@@ -162,6 +162,13 @@ class TokenKeeper:
             self._token = None
             self._logger.info("zendesk.oauth_token_invalid", settings=self._auth.settings)
 
+    def expires_in_s(self) -> float | None:
+        """Seconds the access token held now has left (inf: it does not expire); None without one."""
+        token = self._token
+        if token is None:
+            return None
+        return token.expires_at - self._clock()
+
     async def aclose(self) -> None:
         """A refresh in flight is waited for (its rotated token must reach the file); any other renewal
         is cancelled."""

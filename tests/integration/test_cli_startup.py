@@ -16,6 +16,7 @@ GOOD = {
     "ZENDESK_EMAIL": "admin@example.com",
     "ZENDESK_API_TOKEN": "s3cr3t-token-value",
     "STREAM_LOG_FORMAT": "json",
+    "STREAM_METRICS_PORT": "0",
 }
 
 

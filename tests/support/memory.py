@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from stream.engine.delivered import Marker
 from stream.engine.options import Topics
-from stream.engine.ports import CommitOffsets, Partition, Position, SourceHandler
+from stream.engine.ports import CommitOffsets, Partition, Position, RecordLabel, SourceHandler
 from stream.engine.records import GROUP_HEADER, InboundRecord
 from stream.errors import ProduceFailed, RecordTooLarge
 from stream.handover import interruptible
@@ -381,6 +381,9 @@ class ScriptedProcessor:
 
     def lane_key(self, record: InboundRecord) -> str | None:
         return record.key.decode() if record.key else None
+
+    def label(self, record: InboundRecord) -> RecordLabel:
+        return RecordLabel("track" if (record.value or b"").startswith(b"track:") else "identify")
 
     def joins(self, work: Sequence[InboundRecord], follower: InboundRecord) -> bool:
         """Records whose values start with `+` ride along with the record before them."""

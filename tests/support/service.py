@@ -30,6 +30,7 @@ def service_env(
         "ZENDESK_PLAN": simulator.zendesk_plan(),
         "STREAM_LOG_FORMAT": "json",
         "STREAM_LOG_LEVEL": "debug",  # the per-record outcome lines the tests read
+        "STREAM_METRICS_PORT": "0",  # several services run at once; tests of the metrics choose a port
         **extra,
     }
 
