@@ -15,10 +15,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ops.prometheus.metric_names import dashboard_queries
+
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = REPO / "ops" / "prometheus"
 RULE_FILES = sorted(PROMETHEUS.glob("*.rules.yml"))
 RULE_TESTS = sorted((PROMETHEUS / "tests").glob("*.test.yml"))
+# What Grafana substitutes before a query reaches Prometheus.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$job": ".+"}
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +63,25 @@ def test_promtool_accepts_the_scrape_config_and_the_rule_files_it_names(promtool
     result = run(promtool, "check", "config", PROMETHEUS / "prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 1 rule files found" in result.stdout
+
+
+def test_every_dashboard_query_is_promql_prometheus_accepts(promtool: str, tmp_path: Path) -> None:
+    """promtool parses each query of the dashboard, its Grafana variables substituted, as a recording
+    rule's expression."""
+    rules = []
+    for number, written in enumerate(dashboard_queries()):
+        query = written
+        for variable, value in GRAFANA_VARIABLES.items():
+            query = query.replace(variable, value)
+        assert "$" not in query, f"a Grafana variable this test does not know: {query}"
+        if query.startswith("label_values("):  # a template variable's query, not PromQL
+            continue
+        rules.append({"record": f"dashboard:query_{number}", "expr": query})
+    path = tmp_path / "dashboard.rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}), encoding="utf-8")
+    result = run(promtool, "check", "rules", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
 
 
 def test_the_rule_unit_tests_pass(promtool: str) -> None:
