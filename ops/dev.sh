@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine (Python 3.11+, Java 17, Maven):
 #   ops/dev.sh setup   create .venv, install the package with its dev extras, fetch the Kafka jars
+#                      (and, as root on Debian, promtool: tests/integration/test_promtool.py)
 #   ops/dev.sh demo    setup, then local Kafka + Zendesk simulator + sample events + the consumer
 #   ops/dev.sh test    setup, lint (ruff, mypy), then both legs of the test suite:
 #                        the native leg: the default suite on a broker of the native launcher;
@@ -40,6 +41,21 @@ setup() {
   fi
   say "Kafka jars"
   "$venv/bin/python" ops/kafka/kafkalocal.py fetch >&2
+  promtool_setup
+}
+
+# promtool checks ops/prometheus/ (tests/integration/test_promtool.py). Debian's `prometheus` package has
+# it; installed only as root on Debian and only when missing. Elsewhere, install Prometheus 2.x yourself.
+promtool_setup() {
+  command -v promtool >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" != 0 ] || [ ! -f /etc/debian_version ]; then
+    echo "ops/dev.sh: promtool is missing (not root on Debian: install Prometheus 2.x for its tests)" >&2
+    return 0
+  fi
+  say "promtool (Debian package prometheus)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 }
 
 lint() {

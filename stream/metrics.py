@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,6 +74,7 @@ class Sample:
     governor: GovernorSnapshot | None = None
     bulk_jobs_in_flight: int | None = None  # None: bulk is off
     token_expires_in_s: float | None = None  # None: not an OAuth mode, or no token yet
+    taken_at_unix_s: float = 0.0  # when the sample was taken (wall clock)
     ends: Mapping[Partition, int] = field(default_factory=dict)
 
 
@@ -195,9 +197,15 @@ class _Sampled(Collector):
             "zendesk_stream_oauth_token_expires_in_seconds",
             "OAuth modes: seconds the access token in use has left (it is renewed at 80-90 % of its life)",
         )
+        expiry = GaugeMetricFamily(
+            "zendesk_stream_oauth_token_expiry_timestamp_seconds",
+            "OAuth modes: when the access token in use expires (unix time; what the alert rules use)",
+        )
         if sample.token_expires_in_s is not None and sample.token_expires_in_s != float("inf"):
             token.add_metric([], sample.token_expires_in_s)
+            expiry.add_metric([], sample.taken_at_unix_s + sample.token_expires_in_s)
         yield token
+        yield expiry
         age = health.heartbeat_age_s()
         beat = GaugeMetricFamily(
             "zendesk_stream_heartbeat_age_seconds",
@@ -319,6 +327,7 @@ class Sampler:
             governor=self._governor() if self._governor else None,
             bulk_jobs_in_flight=self._bulk_jobs() if self._bulk_jobs else None,
             token_expires_in_s=self._token() if self._token else None,
+            taken_at_unix_s=time.time(),
             ends=self._ends,
         )
         self._metrics.sample = sample
