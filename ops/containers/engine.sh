@@ -22,7 +22,8 @@ conf="$state/containers.conf"
 log="$state/service.log"
 # dnsname: with podman 4.3's CNI networking, containers find each other by name (docker-compose.yml's
 # kafka:9092) only through this plugin.
-packages=(podman crun runc fuse-overlayfs slirp4netns uidmap debootstrap golang-github-containernetworking-plugin-dnsname)
+packages=(podman crun runc fuse-overlayfs slirp4netns uidmap debootstrap golang-github-containernetworking-plugin-dnsname
+  docker-compose)  # Debian's compose client (1.29) for tests/containers/test_compose.py
 
 say() { printf 'engine: %s\n' "$*" >&2; }
 die() { printf 'engine: %s\n' "$*" >&2; exit 2; }

@@ -1,4 +1,5 @@
-"""docker-compose.yml cannot run here (no Docker engine); keep it valid against the config contract."""
+"""docker-compose.yml against the config contract, without an engine (tests/containers/test_compose.py
+brings it up for real)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ def _compose() -> dict[str, Any]:
 
 def test_compose_declares_kafka_the_simulator_and_the_service() -> None:
     services = _compose()["services"]
-    assert {"kafka", "zendesk-simulator", "zendesk-stream"} <= set(services)
-    assert services["kafka"]["image"].startswith("apache/kafka:4.")
+    assert {"kafka", "topics", "zendesk-simulator", "zendesk-stream", "prometheus", "grafana"} <= set(
+        services
+    )
+    assert services["kafka"]["image"] == "${ZS_KAFKA_IMAGE:-apache/kafka:4.1.0}"
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
 
 
@@ -40,11 +43,26 @@ def test_compose_commands_are_real_subcommands() -> None:
     parser = build_parser()
     for name, service in _compose()["services"].items():
         command = service.get("command")
-        if command is None or name == "kafka":
+        if command is None or name in {"kafka", "prometheus", "grafana"}:
             continue
         parser.parse_args([str(part) for part in command])  # exits (fails the test) on a bad command
 
 
 def test_dockerfile_the_compose_file_builds_exists() -> None:
-    build = _compose()["x-stream-image"]["build"]
+    build = _compose()["x-service-image"]["build"]
     assert (REPO / build["dockerfile"]).is_file()
+
+
+def test_every_long_running_service_restarts_and_has_a_health_check() -> None:
+    for name, service in _compose()["services"].items():
+        assert service.get("restart"), name
+        if name != "topics":  # a job: done when it exited 0
+            assert service["healthcheck"]["test"], name
+
+
+def test_prometheus_and_grafana_mount_the_files_that_exist() -> None:
+    services = _compose()["services"]
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["monitoring"]
+        for volume in services[name]["volumes"]:
+            assert (REPO / volume.split(":")[0]).exists(), volume
