@@ -17,12 +17,13 @@ import random
 import signal
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
 
 from stream.simulator.testing import run_simulator
+from tests.reliability.report import record
 from tests.support.engine import (
     EffectLog,
     Sequencer,
@@ -144,8 +145,9 @@ def crash_loop(bootstrap: str, work: Path, *, events: int, keys: int, kills: int
     )
 
 
-def _assert_reliable(result: CrashLoop) -> None:
+def _assert_reliable(result: CrashLoop, variant: str) -> None:
     print(f"\n[crash loop] {result.line()}")
+    record("crash-loop", variant, {"summary": result.line(), **asdict(result)})
     assert result.lost == 0
     assert result.order_violations == 0
     assert result.posted_twice == 0
@@ -155,9 +157,11 @@ def _assert_reliable(result: CrashLoop) -> None:
 def test_a_short_crash_loop_loses_nothing_keeps_order_and_posts_no_track_twice(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    _assert_reliable(crash_loop(kafka_bootstrap, tmp_path, events=3_000, keys=300, kills=4, seed=11))
+    _assert_reliable(crash_loop(kafka_bootstrap, tmp_path, events=3_000, keys=300, kills=4, seed=11), "short")
 
 
 @pytest.mark.slow
 def test_the_full_crash_loop_of_50000_events_and_10_kills(kafka_bootstrap: str, tmp_path: Path) -> None:
-    _assert_reliable(crash_loop(kafka_bootstrap, tmp_path, events=50_000, keys=2_000, kills=10, seed=5))
+    _assert_reliable(
+        crash_loop(kafka_bootstrap, tmp_path, events=50_000, keys=2_000, kills=10, seed=5), "full"
+    )
