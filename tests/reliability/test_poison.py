@@ -67,6 +67,7 @@ class Ledger:
     dead: dict[Position, Message]  # the DLQ copy of each dead-lettered input record
     via_retry: set[Position] = field(default_factory=set)  # input records that went through the retry path
     spans: dict[str, float] = field(default_factory=dict)
+    durations_ms: dict[Position, float] = field(default_factory=dict)  # read to terminal outcome, per record
 
     def counts(self) -> Counter[str]:
         return Counter(f"{o}/{r}" if r else o for o, r in self.outcomes.values())
@@ -85,7 +86,9 @@ def create_input_topics(bootstrap: str, topic: str, *, partitions: int) -> None:
         future.result(timeout=60)
 
 
-def produce_all(bootstrap: str, topic: str, records: Sequence[tuple[str | None, bytes]]) -> list[Position]:
+def produce_all(
+    bootstrap: str, topic: str, records: Sequence[tuple[str | bytes | None, bytes]]
+) -> list[Position]:
     """Produce in order (idempotent producer, large records allowed); the position of each record."""
     producer = Producer(
         {
@@ -190,6 +193,7 @@ def account(bootstrap: str, topic: str, positions: Sequence[Position], stderr: s
     produced = set(positions)
     assert len(produced) == len(positions)
     outcomes: dict[Position, tuple[str, str]] = {}
+    durations: dict[Position, float] = {}
     doubles: list[str] = []
     via_retry: set[Position] = set()
     for line in lines:
@@ -206,6 +210,7 @@ def account(bootstrap: str, topic: str, positions: Sequence[Position], stderr: s
         if where in outcomes:
             doubles.append(f"{where}: {outcomes[where]} then {line['outcome']}")
         outcomes[where] = (str(line["outcome"]), str(line.get("reason") or ""))
+        durations[where] = float(line.get("duration_ms") or 0)
     assert not doubles, f"records with two outcomes: {doubles[:5]}"
     unaccounted = sorted(produced - outcomes.keys())
     assert not unaccounted, f"{len(unaccounted)} records without an outcome, first {unaccounted[:5]}"
@@ -226,7 +231,7 @@ def account(bootstrap: str, topic: str, positions: Sequence[Position], stderr: s
 
     stamps = [_stamp(e) for e in lines]
     spans = {"first_to_last_outcome_s": max(stamps) - min(stamps)} if stamps else {}
-    return Ledger(outcomes=outcomes, dead=dead, via_retry=via_retry, spans=spans)
+    return Ledger(outcomes=outcomes, dead=dead, via_retry=via_retry, spans=spans, durations_ms=durations)
 
 
 def assert_clean_exit(returncode: int, stderr: str) -> None:
@@ -323,6 +328,7 @@ class Run:
     ledger: Ledger
     took_s: float
     good: int
+    positions: list[Position]
 
     @property
     def good_per_s(self) -> float:
@@ -341,7 +347,7 @@ def run_workload(bootstrap: str, simulator: RunningSimulator, work: Workload, *,
     assert_clean_exit(result.returncode, result.stderr)
     ledger = account(bootstrap, topic, positions, result.stderr)
     check_outcomes(ledger, work, positions, simulator, topic)
-    return Run(ledger=ledger, took_s=took, good=work.good)
+    return Run(ledger=ledger, took_s=took, good=work.good, positions=list(positions))
 
 
 def check_outcomes(
@@ -386,10 +392,16 @@ def check_outcomes(
 
 def summary(work: Workload, run: Run) -> str:
     labels = Counter(label for label, _ in work.expected.values())
+    by_label: dict[str, list[float]] = {}
+    for index, position in enumerate(run.positions):
+        label = work.expected.get(index, ("good", None))[0]
+        by_label.setdefault(label, []).append(run.ledger.durations_ms[position])
+    latency = {label: f"{sorted(d)[len(d) // 2]:.0f}/{max(d):.0f}" for label, d in sorted(by_label.items())}
     return (
         f"{len(work.records)} records ({work.good} good; poison {dict(sorted(labels.items()))}) in "
         f"{run.took_s:.1f}s wall, outcomes {dict(sorted(run.ledger.counts().items()))}; good events "
-        f"{run.good_per_s:.0f}/s over {run.ledger.spans['first_to_last_outcome_s']:.1f}s of outcomes"
+        f"{run.good_per_s:.0f}/s over {run.ledger.spans['first_to_last_outcome_s']:.1f}s of outcomes; "
+        f"ms from start to outcome, median/max by kind {latency}"
     )
 
 
