@@ -27,6 +27,7 @@ import json
 import random
 import struct
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,10 +41,11 @@ from tests.reliability.test_poison import (
     assert_clean_exit,
     create_input_topics,
     produce_all,
+    run_service,
 )
 from tests.support.engine import EVENTS_PATH, Sequencer, seed_users, settings_for, user_keys
 from tests.support.kafka import unique_topic
-from tests.support.service import run_to_end, service_env
+from tests.support.service import service_env
 
 pytestmark = pytest.mark.kafka
 
@@ -267,7 +269,9 @@ def canary_sequences(simulator: RunningSimulator) -> dict[str, list[int]]:
     return dict(by_key)
 
 
-def fuzz_once(bootstrap: str, hostile: int, *, seed: int) -> tuple[Ledger, Counter[str]]:
+def fuzz_once(
+    bootstrap: str, hostile: int, *, seed: int, log_path: Path, timeout_s: float
+) -> tuple[Ledger, Counter[str]]:
     rng = random.Random(seed)
     sequencer = Sequencer()
     records: list[tuple[str | bytes | None, bytes]] = []
@@ -292,9 +296,9 @@ def fuzz_once(bootstrap: str, hostile: int, *, seed: int) -> tuple[Ledger, Count
             STREAM_RETRY_ROUNDS="1",
             STREAM_RETRY_DELAY_S="1",
         )
-        result = run_to_end(env, timeout_s=600)
-        assert_clean_exit(result.returncode, result.stderr)
-        ledger = account(bootstrap, topic, positions, result.stderr)
+        code, log = run_service(env, log_path, timeout_s=timeout_s)
+        assert_clean_exit(code, log)
+        ledger = account(bootstrap, topic, positions, log)
         sequences = canary_sequences(simulator)
         errors = [e for e in simulator.control.requests() if int(e["status"]) >= 500]
 
@@ -320,14 +324,18 @@ def fuzz_once(bootstrap: str, hostile: int, *, seed: int) -> tuple[Ledger, Count
     return ledger, counts
 
 
-def test_fuzz_short_hostile_records_never_crash_and_are_all_accounted_for(kafka_bootstrap: str) -> None:
+def test_fuzz_short_hostile_records_never_crash_and_are_all_accounted_for(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     """200 hostile records and 200 canaries."""
-    _, counts = fuzz_once(kafka_bootstrap, 200, seed=6)
+    _, counts = fuzz_once(kafka_bootstrap, 200, seed=6, log_path=tmp_path / "service.log", timeout_s=90)
     assert sum(counts.values()) == 400
 
 
 @pytest.mark.slow
-def test_fuzz_full_hostile_records_never_crash_and_are_all_accounted_for(kafka_bootstrap: str) -> None:
+def test_fuzz_full_hostile_records_never_crash_and_are_all_accounted_for(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     """3,000 hostile records and 3,000 canaries."""
-    _, counts = fuzz_once(kafka_bootstrap, 3000, seed=66)
+    _, counts = fuzz_once(kafka_bootstrap, 3000, seed=66, log_path=tmp_path / "service.log", timeout_s=400)
     assert sum(counts.values()) == 6000

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,7 +47,7 @@ from tests.support.kafka import (
     unique_topic,
 )
 from tests.support.segment import group, identify
-from tests.support.service import log_events, run_to_end, service_env
+from tests.support.service import log_events, service_env, start_service
 
 pytestmark = pytest.mark.kafka
 
@@ -234,6 +236,19 @@ def account(bootstrap: str, topic: str, positions: Sequence[Position], stderr: s
     return Ledger(outcomes=outcomes, dead=dead, via_retry=via_retry, spans=spans, durations_ms=durations)
 
 
+def run_service(env: dict[str, str], log_path: Path, *, timeout_s: float) -> tuple[int, str]:
+    """`run --exit-at-end` to its end: (exit status, its log). Fails with the log's tail when it does not
+    end within `timeout_s` (a wedged service is a failure of its own, not a test timeout)."""
+    process = start_service(env, log_path, "--exit-at-end")
+    try:
+        code = process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+        pytest.fail(f"the service did not end within {timeout_s:.0f}s:\n{log_path.read_text()[-4000:]}")
+    return code, log_path.read_text(errors="replace")
+
+
 def assert_clean_exit(returncode: int, stderr: str) -> None:
     assert returncode == 0, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[stderr.index("Traceback") :][:3000]
@@ -335,17 +350,19 @@ class Run:
         return self.good / self.ledger.spans["first_to_last_outcome_s"]
 
 
-def run_workload(bootstrap: str, simulator: RunningSimulator, work: Workload, *, partitions: int) -> Run:
+def run_workload(
+    bootstrap: str, simulator: RunningSimulator, work: Workload, *, partitions: int, log_path: Path
+) -> Run:
     topic = unique_topic("t-poison")
     create_input_topics(bootstrap, topic, partitions=partitions)
     seed_users(simulator, work.keys)
     positions = produce_all(bootstrap, topic, work.records)
     env = service_env(bootstrap, topic, simulator, settings_for("poison"))
     started = time.monotonic()
-    result = run_to_end(env, timeout_s=600)
+    code, log = run_service(env, log_path, timeout_s=300)
     took = time.monotonic() - started
-    assert_clean_exit(result.returncode, result.stderr)
-    ledger = account(bootstrap, topic, positions, result.stderr)
+    assert_clean_exit(code, log)
+    ledger = account(bootstrap, topic, positions, log)
     check_outcomes(ledger, work, positions, simulator, topic)
     return Run(ledger=ledger, took_s=took, good=work.good, positions=list(positions))
 
@@ -408,19 +425,19 @@ def summary(work: Workload, run: Run) -> str:
 # ---------------------------------------------------------------------------------------- tests
 
 
-def test_poison_short_every_record_gets_the_outcome_of_its_kind(kafka_bootstrap: str) -> None:
+def test_poison_short_every_record_gets_the_outcome_of_its_kind(kafka_bootstrap: str, tmp_path: Path) -> None:
     """600 records, 12 malformed (every kind at least once), 6 that Zendesk refuses with 422."""
     work = workload(600, poisoned=True)
     labels = Counter(label for label, _ in work.expected.values())
     assert len(labels) == 9 and labels["zendesk_422"] == 6, labels  # every kind is in the mix
     with run_simulator(extra_args=["--no-rate-limits"]) as simulator:
-        run = run_workload(kafka_bootstrap, simulator, work, partitions=2)
+        run = run_workload(kafka_bootstrap, simulator, work, partitions=2, log_path=tmp_path / "service.log")
     print(f"\n[poison short] {summary(work, run)}")
 
 
 @pytest.mark.slow
 def test_poison_full_outcomes_and_good_throughput_within_10_percent_of_a_clean_run(
-    kafka_bootstrap: str,
+    kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """10,000 records: a clean run, then one with 200 malformed and 100 rejected records; the same
     machine, the same size, one test. The good events' throughput (good events over the time from the
@@ -428,9 +445,13 @@ def test_poison_full_outcomes_and_good_throughput_within_10_percent_of_a_clean_r
     total = 10_000
     clean_work, poisoned_work = workload(total, poisoned=False), workload(total, poisoned=True)
     with run_simulator(extra_args=["--no-rate-limits"]) as simulator:
-        clean = run_workload(kafka_bootstrap, simulator, clean_work, partitions=4)
+        clean = run_workload(
+            kafka_bootstrap, simulator, clean_work, partitions=4, log_path=tmp_path / "clean.log"
+        )
     with run_simulator(extra_args=["--no-rate-limits"]) as simulator:
-        poisoned = run_workload(kafka_bootstrap, simulator, poisoned_work, partitions=4)
+        poisoned = run_workload(
+            kafka_bootstrap, simulator, poisoned_work, partitions=4, log_path=tmp_path / "poisoned.log"
+        )
     ratio = poisoned.good_per_s / clean.good_per_s
     print(
         f"\n[poison full] clean: {summary(clean_work, clean)}\n[poison full] poisoned: "
