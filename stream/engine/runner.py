@@ -392,7 +392,7 @@ class Engine(Generic[P]):
             wait_until = not_before(record) if in_retry_path else None
             if wait_until is not None and wait_until > wall_now:
                 due = loop_now + (wait_until - wall_now).total_seconds()
-            self._lanes.add(LaneId.of(record, self._processor.lane_key(record)), record, due=due)
+            self._lanes.add(LaneId.of(record, self._lane_key(record)), record, due=due)
         for topic, count in consumed.items():
             self._observer.consumed(topic, count)
         self._apply_back_pressure()
@@ -401,11 +401,28 @@ class Engine(Generic[P]):
     def _finish_at_once(self, record: InboundRecord, offsets: Any, *, release: bool) -> None:
         offsets.finish(record.offset)
         if release:
-            key = self._processor.lane_key(record)
+            key = self._lane_key(record)
             if key:
                 self._release_parked(record.partition, key)
         assert self._gate is not None
         self._gate.want()
+
+    def _lane_key(self, record: InboundRecord) -> str | None:
+        """The processor's key for the record. A bug there must not lose the poll's batch (this runs in
+        the loop's callback, where an exception would drop every record after it): the record then has
+        no key, runs on its own, and its attempt meets the same bug and ends retried or dead-lettered."""
+        try:
+            return self._processor.lane_key(record)
+        except Exception:
+            log.exception("lane key raised", offset=record.offset, partition=record.partition)
+            return None
+
+    def _joins(self, work: list[InboundRecord], follower: InboundRecord) -> bool:
+        try:
+            return self._processor.joins(work, follower)
+        except Exception:  # a bug must not wedge the lane: the follower then goes on its own
+            log.exception("joins raised", offset=follower.offset, partition=follower.partition)
+            return False
 
     def _skip_foreign_retry(self, record: InboundRecord) -> None:
         """Two deployments sharing a retry topic (set by hand) must not act on each other's retries."""
@@ -497,7 +514,7 @@ class Engine(Generic[P]):
         work = [record]
         loop_now = asyncio.get_running_loop().time()
         for follower in self._lanes.followers(lane, loop_now, self._options.max_carried):
-            if not self._processor.joins(work, follower):
+            if not self._joins(work, follower):
                 break
             work.append(follower)
         return tuple(work)

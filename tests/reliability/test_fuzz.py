@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from stream.simulator.testing import RunningSimulator, run_simulator
+from tests.reliability.report import record as record_figures
 from tests.reliability.test_poison import (
     Ledger,
     account,
@@ -330,6 +331,9 @@ def test_fuzz_short_hostile_records_never_crash_and_are_all_accounted_for(
     """200 hostile records and 200 canaries."""
     _, counts = fuzz_once(kafka_bootstrap, 200, seed=6, log_path=tmp_path / "service.log", timeout_s=90)
     assert sum(counts.values()) == 400
+    record_figures(
+        "fuzz", "short", {"summary": f"400 records (200 hostile), outcomes {dict(sorted(counts.items()))}"}
+    )
 
 
 @pytest.mark.slow
@@ -339,3 +343,6 @@ def test_fuzz_full_hostile_records_never_crash_and_are_all_accounted_for(
     """3,000 hostile records and 3,000 canaries."""
     _, counts = fuzz_once(kafka_bootstrap, 3000, seed=66, log_path=tmp_path / "service.log", timeout_s=400)
     assert sum(counts.values()) == 6000
+    record_figures(
+        "fuzz", "full", {"summary": f"6,000 records (3,000 hostile), outcomes {dict(sorted(counts.items()))}"}
+    )

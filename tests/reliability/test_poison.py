@@ -38,6 +38,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.simulator.testing import RunningSimulator, run_simulator
+from tests.reliability.report import record as record_figures
 from tests.support.engine import EffectLog, Sequencer, seed_users, sequences_by_key, settings_for, user_keys
 from tests.support.kafka import (
     delivered_topic_of,
@@ -433,6 +434,7 @@ def test_poison_short_every_record_gets_the_outcome_of_its_kind(kafka_bootstrap:
     with run_simulator(extra_args=["--no-rate-limits"]) as simulator:
         run = run_workload(kafka_bootstrap, simulator, work, partitions=2, log_path=tmp_path / "service.log")
     print(f"\n[poison short] {summary(work, run)}")
+    record_figures("poison", "short", {"summary": summary(work, run)})
 
 
 @pytest.mark.slow
@@ -458,4 +460,6 @@ def test_poison_full_outcomes_and_good_throughput_within_10_percent_of_a_clean_r
         f"{summary(poisoned_work, poisoned)}\n[poison full] good-event throughput ratio poisoned/clean "
         f"{ratio:.3f}"
     )
+    text = f"poisoned: {summary(poisoned_work, poisoned)}; good-event throughput poisoned/clean {ratio:.3f}"
+    record_figures("poison", "full", {"summary": text})
     assert ratio >= 0.9, f"good events ran at {ratio:.0%} of the clean run's throughput"

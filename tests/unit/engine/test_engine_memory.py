@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 
 from stream.engine.backpressure import BackPressure
 from stream.engine.offsets import decode_finished
@@ -301,3 +302,32 @@ def test_carried_records_that_outlive_the_budget_go_to_the_retry_topic_one_by_on
     copied, processor = run_virtual(main)
     assert copied == [b"a0", b"+a1", b"+a2"]
     assert processor.works[-3:] == [(0,), (1,), (2,)]  # the retry path takes them one at a time
+
+
+def test_a_processor_bug_in_lane_key_or_joins_loses_no_record_of_the_batch() -> None:
+    """Found by the fuzz scenario's deliberate break: an exception in `lane_key`, called in the poll's
+    callback, dropped the rest of the batch and the service waited forever. Now the record runs on its
+    own (no key) and the others go on."""
+
+    class Buggy(ScriptedProcessor):
+        def lane_key(self, record: InboundRecord) -> str | None:
+            if record.value == b"bug":
+                raise RuntimeError("lane_key bug")
+            return super().lane_key(record)
+
+        def joins(self, work: Sequence[InboundRecord], follower: InboundRecord) -> bool:
+            raise RuntimeError("joins bug")
+
+    async def main(loop: VirtualTimeLoop) -> tuple[ScriptedProcessor, MemoryBroker]:
+        broker = new_broker()
+        produce(broker, [("a", "v0"), ("b", "bug"), ("a", "+v2"), ("c", "v3")])
+        processor = Buggy(joins=True)
+        policy = RetryPolicy(attempts=2, base_s=0.1, rounds=1, delay_s=1.0)
+        engine, _, _ = make_engine(loop, broker, processor, retry=policy)
+        assert await engine.run(exit_at_end=True) == 0
+        return processor, broker
+
+    processor, broker = run_virtual(main)
+    assert sorted(a.offset for a in processor.attempts) == [0, 2, 3]  # `bug` fails in process too
+    dead = [broker.record(TOPICS.dlq, 0, o) for o in range(len(broker.topics[TOPICS.dlq][0]))]
+    assert [(r.value, r.header("zs.error.reason")) for r in dead] == [(b"bug", b"retries_exhausted")]
