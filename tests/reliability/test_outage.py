@@ -13,6 +13,7 @@ suite; the full one (2,000 events, 60 s) is marked slow.
 from __future__ import annotations
 
 import random
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,3 +185,57 @@ def test_a_minute_long_zendesk_outage_of_a_2000_event_backlog(kafka_bootstrap: s
             kafka_bootstrap, Scenario(events=2000, keys=400, error_s=30, drop_s=30), tmp_path / "run.log"
         )
     )
+
+
+def test_a_sigterm_during_an_outage_exits_within_the_deadline_and_a_restart_loses_nothing(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The probe keeps retrying while Zendesk is down; a SIGTERM still ends the process within the
+    shutdown deadline, having committed nothing unfinished: a restart once Zendesk is back delivers
+    every event, in order."""
+    topic = unique_topic("outage-stop")
+    create_topics(kafka_bootstrap, [topic], partitions=PARTITIONS)
+    create_side_topics(kafka_bootstrap, topic, partitions=PARTITIONS)
+    deadline_s = 10
+    with run_simulator(extra_args=SIMULATOR_ARGS) as simulator:
+        names = user_keys(50)
+        seed_users(simulator, names)
+        sequencer = Sequencer()
+        produce_in_order(kafka_bootstrap, topic, sequencer.events(names, 300, rng=random.Random(4)))
+        env = service_env(
+            kafka_bootstrap,
+            topic,
+            simulator,
+            settings_for("solo"),
+            STREAM_LOG_LEVEL="info",
+            STREAM_SHUTDOWN_DEADLINE_S=str(deadline_s),
+        )
+        effects = EffectLog(simulator)
+        log_path = tmp_path / "first.log"
+        service = start_service(env, log_path, "--exit-at-end")
+        try:
+            wait_for(lambda: effects.distinct() >= 30, timeout_s=60, what="the first events delivered")
+            simulator.control.add_outage(duration_seconds=600, status=503, retry_after=2)
+            wait_for(lambda: DECLARED in log_path.read_text(), timeout_s=60, what="the outage declared")
+            stopped = time.monotonic()
+            service.send_signal(signal.SIGTERM)
+            code = service.wait(timeout=deadline_s + 30)
+            took = time.monotonic() - stopped
+        finally:
+            if service.poll() is None:
+                service.kill()
+        print(f"\nSIGTERM during the outage: exit {code} after {took:.1f} s (deadline {deadline_s} s)")
+        assert code == 0, log_path.read_text()[-3000:]
+        assert took <= deadline_s + 5
+        simulator.control.clear_faults()
+        restart = start_service(env, tmp_path / "second.log", "--exit-at-end")
+        try:
+            assert restart.wait(timeout=120) == 0, (tmp_path / "second.log").read_text()[-3000:]
+        finally:
+            if restart.poll() is None:
+                restart.kill()
+        seen = effects.refresh()
+    assert missing(seen, sequencer.counts) == []
+    assert order_violations(seen) == []
+    assert end_offset_sum(kafka_bootstrap, dlq_topic_of(topic)) == 0
+    assert end_offset_sum(kafka_bootstrap, retry_topic_of(topic)) == 0
