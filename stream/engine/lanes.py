@@ -70,15 +70,17 @@ class Lanes:
         if len(queue) == 1 and lane not in self._running:
             self._enqueue_head(lane, due)
 
-    def startable(self, now: float) -> Iterator[tuple[LaneId, InboundRecord]]:
-        """Lanes to start now (each marked running); stops at the in-flight limit."""
+    def startable(self, now: float, *, limit: int | None = None) -> Iterator[tuple[LaneId, InboundRecord]]:
+        """Lanes to start now (each marked running); stops at the in-flight limit, or at `limit` lanes
+        running when that is lower (a Zendesk outage: only its probes run)."""
+        most = self._max_in_flight if limit is None else min(limit, self._max_in_flight)
         while self._timed and self._timed[0][0] <= now:
             due, _, lane = heapq.heappop(self._timed)
             if self._waiting_until.get(lane) == due:  # else a stale entry of a dropped or re-timed lane
                 del self._waiting_until[lane]
                 self._make_ready(lane)
         skipped: list[tuple[int, int, LaneId]] = []
-        while self._ready and len(self._running) < self._max_in_flight:
+        while self._ready and len(self._running) < most:
             entry = heapq.heappop(self._ready)
             lane = entry[2]
             if lane.source in self._held:
@@ -121,6 +123,31 @@ class Lanes:
         """The head record stays at the head, to start again at `until` (its slot is released now)."""
         self._running.discard(lane)
         self._enqueue_head(lane, until)
+
+    def take(self, lane: LaneId) -> InboundRecord | None:
+        """Start `lane` out of turn (marked running) if its head waits for a time: a Zendesk outage's
+        probe. None when it does not wait (dropped, running, ready), its partition is held or the
+        in-flight limit is reached."""
+        if lane not in self._waiting_until or lane.source in self._held:
+            return None
+        if len(self._running) >= self._max_in_flight:
+            return None
+        del self._waiting_until[lane]  # its entry in the timed heap is stale from now on
+        self._running.add(lane)
+        return self._queues[lane][0][0]
+
+    def hasten(self) -> int:
+        """Every record waiting for a time (a back-off, a retry record's not-before) is due now: a Zendesk
+        outage is over and what it made wait goes first. Returns how many heads were waiting."""
+        waiting = list(self._waiting_until)
+        self._waiting_until.clear()
+        self._timed.clear()
+        for lane, queue in self._queues.items():
+            if any(due > 0.0 for _, due in queue):
+                self._queues[lane] = deque((record, 0.0) for record, _ in queue)
+        for lane in waiting:
+            self._make_ready(lane)
+        return len(waiting)
 
     def _enqueue_head(self, lane: LaneId, due: float) -> None:
         if due > 0.0:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from stream.engine.backpressure import BackPressure
 from stream.engine.breaker import CircuitBreaker
 from stream.engine.delivered import DEFAULT_WINDOW_S
+from stream.engine.outage import OutagePolicy
 from stream.engine.retry import RetryPolicy
 
 
@@ -41,3 +42,4 @@ class EngineOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     back_pressure: BackPressure = field(default_factory=BackPressure)
+    outage: OutagePolicy = field(default_factory=OutagePolicy)  # pause, not retry, when Zendesk is down

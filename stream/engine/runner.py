@@ -5,6 +5,7 @@ This module only wires the parts, each of which keeps its own rules:
 - `commits`: what is committed and when (the commit rules, numbered there);
 - `retry`: what becomes of a record after an attempt; `parking`: keys that wait in the retry path;
 - `copies`: the retry and dead-letter copies; `breaker`: when to stop; `backpressure`: when to pause;
+- `outage`: when nearly everything fails (Zendesk is down): pause and probe instead of retrying;
 - `end`: when `--exit-at-end` has caught up; `stats`: the counters and the periodic summary;
 - `ports`: the seams: Kafka (`stream.kafka` implements them; tests use in-memory ones) and the
   processor (`stream.delivery`); `options`: the names and knobs the engine is given.
@@ -22,7 +23,8 @@ import copy
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -36,6 +38,7 @@ from stream.engine.delivered import DONE, PENDING, DeliveredMemory
 from stream.engine.end import EndTargets
 from stream.engine.lanes import LaneId, Lanes
 from stream.engine.options import EngineOptions, Topics
+from stream.engine.outage import Change, OutageWatch, Verdict
 from stream.engine.parking import ParkedKeys
 from stream.engine.ports import (
     CommitOffsets,
@@ -74,6 +77,7 @@ log = structlog.get_logger("stream.engine")
 EXIT_OK = 0
 EXIT_FATAL = 1
 CLOCK_SKEW_S = 300.0  # between our clock and Zendesk's, when looking for an event sent since a marker
+INTERNAL_ERROR = "internal error: "  # the message of the Transient a bug in the processor becomes
 P = TypeVar("P")
 
 
@@ -140,6 +144,9 @@ class Engine(Generic[P]):
         self._parked = ParkedKeys()
         self._delivered = DeliveredMemory(window_s=self._options.dedup_window_s)
         self._breaker = BreakerWindow()
+        self._outage = OutageWatch(self._options.outage)
+        self._outage_ended_at: datetime | None = None  # wall time the last outage ended
+        self._turns: deque[LaneId] = deque()  # while down: the failed lanes, in the order of their turns
         self._copies = Copies(
             producer=producer, retry_topic=topics.retry, dlq_topic=topics.dlq, group=topics.group, wall=wall
         )
@@ -390,7 +397,7 @@ class Engine(Generic[P]):
                 continue
             due = 0.0
             wait_until = not_before(record) if in_retry_path else None
-            if wait_until is not None and wait_until > wall_now:
+            if wait_until is not None and wait_until > wall_now and not self._released(record):
                 due = loop_now + (wait_until - wall_now).total_seconds()
             self._lanes.add(LaneId.of(record, self._lane_key(record)), record, due=due)
         for topic, count in consumed.items():
@@ -443,14 +450,40 @@ class Engine(Generic[P]):
         if self._stopping.is_set():
             return
         loop = asyncio.get_running_loop()
-        for lane, record in self._lanes.startable(loop.time()):
-            self._tasks[lane] = asyncio.create_task(self._attempt(lane, record), name=f"lane {lane}")
+        if self._outage.down:
+            self._probe(loop.time())
+        else:
+            for lane, record in self._lanes.startable(loop.time()):
+                self._start(lane, record)
         self.stats.max_in_flight_seen = max(self.stats.max_in_flight_seen, len(self._tasks))
         due = self._lanes.next_due()
+        if self._outage.down:  # woken for the next probe only (the lanes' times wait for the outage's end)
+            gate = self._outage.next_probe_at
+            if gate > loop.time():
+                due = gate
+            elif self._lanes.in_flight >= self._outage.policy.probes:
+                due = None  # the running probe's end dispatches again
         if due is not None and (self._wakeup is None or self._wakeup.when() > due):
             if self._wakeup is not None:
                 self._wakeup.cancel()
             self._wakeup = loop.call_at(due, self._woken)
+
+    def _start(self, lane: LaneId, record: InboundRecord) -> None:
+        self._tasks[lane] = asyncio.create_task(self._attempt(lane, record), name=f"lane {lane}")
+
+    def _probe(self, now: float) -> None:
+        """While Zendesk is down only probes run: at their time, up to `probes` at once, each the lane
+        that waited longest for its turn; a lane that never tried when no lane waits for one."""
+        if now < self._outage.next_probe_at or self._lanes.in_flight >= self._outage.policy.probes:
+            return
+        while self._turns:
+            lane = self._turns.popleft()
+            record = self._lanes.take(lane)
+            if record is not None:
+                self._start(lane, record)
+                return
+        for lane, record in self._lanes.startable(now, limit=self._outage.policy.probes):
+            self._start(lane, record)
 
     def _woken(self) -> None:
         self._wakeup = None
@@ -531,14 +564,23 @@ class Engine(Generic[P]):
             outcome: Outcome | None = None
         else:
             outcome, head.resume = await self._deliver_once(head.records, head.resume)
-            decision, head.attempts = self._options.retry.decide(
-                outcome,
-                head.attempts,
-                in_retry_path=in_retry_path,
-                now=asyncio.get_running_loop().time(),
-                wall=self._wall(),
-                jitter=self._jitter(),
-            )
+            verdict = _verdict(outcome)
+            self._watch(lane, verdict, outcome)
+            now = asyncio.get_running_loop().time()
+            if verdict is Verdict.FAILED and self._outage.down:
+                # Zendesk's trouble, not the event's: not charged; the lane waits for its turn to probe
+                decision = RetryAt(now + self._outage.policy.hold_s)
+                self._turns.append(lane)
+                self.stats.outage_waits += 1
+            else:
+                decision, head.attempts = self._options.retry.decide(
+                    outcome,
+                    head.attempts,
+                    in_retry_path=in_retry_path,
+                    now=now,
+                    wall=self._wall(),
+                    jitter=self._jitter(),
+                )
         retry_at = None
         for carried in head.records:
             retry_at = await self._carry_out(
@@ -723,18 +765,72 @@ class Engine(Generic[P]):
             raise
         except Exception as err:  # a bug must not kill the lane: retry, then dead-letter
             log.exception("processing raised", offset=records[0].offset, partition=records[0].partition)
-            return Transient(message=f"internal error: {type(err).__name__}: {err}"), resume
+            return Transient(message=f"{INTERNAL_ERROR}{type(err).__name__}: {err}"), resume
 
     # ------------------------------------------------------------------------------ flow control
 
     def _apply_back_pressure(self) -> None:
-        pause, resume = self._options.back_pressure.plan(self._book.buffered(), self._paused)
+        buffered = self._book.buffered()
+        pause: list[Partition]
+        resume: list[Partition]
+        if self._outage.down and any(buffered.values()):
+            # Fetch nothing more while Zendesk is down; with nothing left to probe with, fetch again.
+            pause, resume = [p for p in buffered if p not in self._paused], []
+        else:
+            pause, resume = self._options.back_pressure.plan(buffered, self._paused)
         if pause:
             self._paused.update(pause)
             _in_background(self._source.pause(pause))
         if resume:
             self._paused.difference_update(resume)
             _in_background(self._source.resume(resume))
+
+    # ------------------------------------------------------------------------------------ outages
+
+    def _watch(self, lane: LaneId, verdict: Verdict, outcome: Outcome) -> None:
+        """Feed the outage watch (`stream.engine.outage`) one attempt's verdict; act on a change."""
+        loop_now = asyncio.get_running_loop().time()
+        retry_after = outcome.retry_after_s if isinstance(outcome, Transient) else None
+        down_since = self._outage.down_since
+        match self._outage.attempted(loop_now, _watched(lane), verdict, retry_after):
+            case Change.DECLARED:
+                self.stats.outages += 1
+                figures = self._outage.figures(loop_now)
+                log.warning(
+                    "zendesk outage declared: consumption paused, probing",
+                    failures=figures.failures,
+                    attempts=figures.attempts,
+                    keys_failing=figures.keys_failing_again,
+                    window_s=self._outage.policy.window_s,
+                    waiting=sum(self._book.buffered().values()),
+                    error=_message(outcome)[:200],
+                )
+                self._apply_back_pressure()
+            case Change.ENDED:
+                assert down_since is not None
+                duration = loop_now - down_since
+                self.stats.outage_s += duration
+                self._outage_ended_at = self._wall()
+                self._turns.clear()
+                released = self._lanes.hasten()
+                log.warning(
+                    "zendesk outage over: consumption resumed",
+                    duration_s=round(duration, 1),
+                    waiting=sum(self._book.buffered().values()),
+                    released=released,
+                )
+                self._apply_back_pressure()
+                self._dispatch()
+
+    def _released(self, record: InboundRecord) -> bool:
+        """A retry record written before the last outage ended: its not-before is lifted (it waited
+        because Zendesk was down, and Zendesk answers again)."""
+        ended = self._outage_ended_at
+        return (
+            ended is not None
+            and record.timestamp_ms is not None
+            and (record.timestamp_ms <= ended.timestamp() * 1000)
+        )
 
     # ------------------------------------------------------------------------------------- commits
 
@@ -807,6 +903,27 @@ def _nothing_stored(outcome: Outcome) -> bool:
         case Transient(http_status=status):
             return status is not None
     return False
+
+
+def _watched(lane: LaneId) -> Hashable:
+    """What the outage watch counts as one key: a key's input and retry lanes are the same key."""
+    return (lane.partition, lane.key) if lane.key is not None else lane
+
+
+def _verdict(outcome: Outcome) -> Verdict:
+    """What an attempt tells of Zendesk's health (the table in `stream.engine.outage`)."""
+    match outcome:
+        case Delivered():
+            return Verdict.ANSWERED
+        case DeadLetter(http_status=status):
+            return Verdict.ANSWERED if status is not None else Verdict.NEUTRAL
+        case Transient(http_status=429):
+            return Verdict.NEUTRAL
+        case Transient(message=message) if message.startswith(INTERNAL_ERROR):
+            return Verdict.NEUTRAL
+        case Transient():
+            return Verdict.FAILED
+    return Verdict.NEUTRAL
 
 
 def _message(outcome: Outcome | None) -> str:

@@ -21,6 +21,9 @@ class Stats:
     sent_to_retry: Counter[str] = field(default_factory=Counter)
     foreign_retries: int = 0  # retry records another consumer group wrote: not ours to act on
     max_in_flight_seen: int = 0
+    outages: int = 0  # declared (`stream.engine.outage`)
+    outage_s: float = 0.0  # how long the ended ones lasted, together
+    outage_waits: int = 0  # failed attempts during an outage, not charged to their records
 
     @property
     def settled(self) -> int:
@@ -38,6 +41,8 @@ class Stats:
             "already_done": self.already_done,
             "sent_to_retry": dict(self.sent_to_retry),
             "max_in_flight_seen": self.max_in_flight_seen,
+            "outages": self.outages,
+            "outage_s": round(self.outage_s, 1),
         }
 
     def since(self, before: Stats, seconds: float) -> dict[str, Any]:
