@@ -23,6 +23,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from stream.simulator.testing import RunningSimulator, run_simulator
+from tests.reliability.report import record as record_figures
 from tests.support.engine import (
     EffectLog,
     Sequencer,
@@ -155,8 +156,9 @@ def begin_outage(simulator: RunningSimulator, scenario: Scenario) -> float:
     return float(second["ends_at"])
 
 
-def check(figures: Figures) -> None:
+def check(figures: Figures, variant: str) -> None:
     print(f"\noutage scenario: {figures.show()}")
+    record_figures("outage", variant, {"summary": figures.show()})
     assert figures.lost == 0, figures
     assert figures.dead_lettered == 0, figures
     # Nothing reaches the retry topic: with the default five in-place attempts and Retry-After 5 s,
@@ -174,7 +176,8 @@ def test_a_short_zendesk_outage_pauses_the_backlog_and_it_drains_soon_after(
     check(
         run_outage(
             kafka_bootstrap, Scenario(events=500, keys=100, error_s=15, drop_s=10), tmp_path / "run.log"
-        )
+        ),
+        "short",
     )
 
 
@@ -183,7 +186,8 @@ def test_a_minute_long_zendesk_outage_of_a_2000_event_backlog(kafka_bootstrap: s
     check(
         run_outage(
             kafka_bootstrap, Scenario(events=2000, keys=400, error_s=30, drop_s=30), tmp_path / "run.log"
-        )
+        ),
+        "full",
     )
 
 
