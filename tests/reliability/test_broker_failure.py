@@ -5,7 +5,9 @@ active controller (the quorum's leader). Checked against the input: lost 0, per-
 tracks posted twice 0. The service's producer writes with acks=all, so a copy or a marker is only
 confirmed once two replicas hold it.
 
-The short variant runs in the default suite; the full one is marked slow.
+Both variants are marked slow for now (`ops/benchmarks/reliability.py` runs them): the short one failed once
+in CI when the second node was killed before the first had rejoined every ISR, which stopped writes as
+min ISR 2 promises; the test now waits for the ISR, and has passed since, but has not yet run in CI.
 """
 
 from __future__ import annotations
@@ -82,6 +84,13 @@ def _leader_of_most(bootstrap: str, topic: str) -> int:
     return leaders.most_common(1)[0][0]
 
 
+def _in_every_isr(bootstrap: str, topic: str, node_id: int) -> bool:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [topic, retry_topic_of(topic), delivered_topic_of(topic), dlq_topic_of(topic)]
+    metadata = admin.list_topics(timeout=10).topics
+    return all(node_id in p.isrs for name in names for p in metadata[name].partitions.values())
+
+
 def _active_controller(nodes: list[Any]) -> int:
     """The quorum's leader: the node that last logged becoming Leader, at the highest epoch."""
     best = (-1, -1)
@@ -139,6 +148,14 @@ def broker_failure(work: Path, *, per_second: int, step: int, keys: int, seed: i
                     killed.append(f"node {victim} ({role})")
                     more(f"deliveries going on without node {victim}")  # min ISR 2 of the other two
                     launcher.start(data_dir, None, None, node.node_id, 180.0)
+                    # Back in sync before the next kill: losing a second replica of a partition whose
+                    # third has not caught up would stop its writes (min ISR 2), as Kafka promises.
+                    wait_for(
+                        lambda: _in_every_isr(bootstrap, topic, victim),  # noqa: B023
+                        timeout_s=180,
+                        what=f"node {victim} back in the ISR of every partition",
+                        interval_s=0.5,
+                    )
                     more(f"deliveries after node {victim} came back")
                 sequencer = producer.stop()
                 wait_for(
@@ -171,6 +188,7 @@ def _assert_reliable(result: BrokerFailure, variant: str) -> None:
     assert result.posted_twice == 0
 
 
+@pytest.mark.slow  # not in the default suite yet: it failed once in CI (fixed: see the ISR wait above)
 def test_a_short_broker_failure_loses_nothing(tmp_path: Path) -> None:
     _assert_reliable(broker_failure(tmp_path, per_second=150, step=300, keys=300, seed=21), "short")
 
