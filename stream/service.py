@@ -114,16 +114,30 @@ async def run_service(
     register_secrets(config.zendesk.secrets)
     metrics = Metrics() if metrics_port is not None else None
     async with _serving(metrics, metrics_port):
-        return await _run(
-            config,
-            options,
-            exit_at_end=exit_at_end,
-            consumer=consumer,
-            delivery=delivery,
-            max_record_bytes=max_record_bytes,
-            on_progress=on_progress,
-            metrics=metrics,
-        )
+        warning = config.zendesk.startup_warning()
+        if warning is not None:
+            log.warning(warning, auth=config.zendesk.auth.settings)
+        schemas = open_schemas(config.input)
+        try:
+            if schemas is not None:
+                await schemas.check()
+                log.info(
+                    "avro schemas", input_format=config.input.input_format.value, source=schemas.description
+                )
+            return await _run(
+                config,
+                options,
+                exit_at_end=exit_at_end,
+                consumer=consumer,
+                delivery=delivery,
+                max_record_bytes=max_record_bytes,
+                on_progress=on_progress,
+                metrics=metrics,
+                decoder=Decoder(input_format=config.input.input_format, schemas=schemas),
+            )
+        finally:
+            if schemas is not None:
+                await schemas.close()
 
 
 @contextlib.asynccontextmanager
@@ -139,42 +153,6 @@ async def _serving(metrics: Metrics | None, port: int | None) -> AsyncIterator[N
 
 
 async def _run(
-    config: Config,
-    options: EngineOptions,
-    *,
-    exit_at_end: bool,
-    consumer: ConsumerOptions | None,
-    delivery: DeliveryOptions | None,
-    max_record_bytes: int | None,
-    on_progress: Callable[[Stats], None] | None,
-    metrics: Metrics | None,
-) -> RunResult:
-    warning = config.zendesk.startup_warning()
-    if warning is not None:
-        log.warning(warning, auth=config.zendesk.auth.settings)
-    schemas = open_schemas(config.input)
-    decoder = Decoder(input_format=config.input.input_format, schemas=schemas)
-    try:
-        if schemas is not None:
-            await schemas.check()
-            log.info("avro schemas", input_format=config.input.input_format.value, source=schemas.description)
-        return await _run_engine(
-            config,
-            options,
-            exit_at_end=exit_at_end,
-            consumer=consumer,
-            delivery=delivery,
-            max_record_bytes=max_record_bytes,
-            on_progress=on_progress,
-            metrics=metrics,
-            decoder=decoder,
-        )
-    finally:
-        if schemas is not None:
-            await schemas.close()
-
-
-async def _run_engine(
     config: Config,
     options: EngineOptions,
     *,

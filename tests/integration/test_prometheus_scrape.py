@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ops.prometheus.metric_names import RULES, used_metric_names
 from stream.simulator.testing import RunningSimulator
+from tests.support.containers import free_port
 from tests.support.engine import seed_users
 from tests.support.kafka import create_service_topics, produce, unique_topic
 from tests.support.segment import identify, track
@@ -32,12 +32,6 @@ from tests.support.service import service_env, start_service
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.kafka
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def prometheus_binary() -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from stream.simulator.testing import RunningSimulator, run_simulator
+from tests.support.containers import free_port
 from tests.support.kafka import create_service_topics, produce, unique_topic
 from tests.support.segment import identify, track
 from tests.support.service import log_events, run_to_end, service_env, start_service
@@ -26,12 +26,6 @@ pytestmark = pytest.mark.kafka
 SETTINGS = {"events": ["Article Completed"]}
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 Samples = list[tuple[str, dict[str, str], float]]
