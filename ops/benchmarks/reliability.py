@@ -3,9 +3,12 @@
     .venv/bin/python -m ops.benchmarks.reliability [--no-write] [pytest args…]
 
 Runs pytest on tests/reliability with RELIABILITY_REPORT_DIR set, so each scenario leaves its figures
-(`tests/reliability/report.py`), then writes ops/benchmarks/RELIABILITY.md from them: per scenario and
-variant, what it measured (events, faults, lost, duplicates, order violations, DLQ counts, recovery
-times, wall time), with the command, the machine and pytest's verdict. `--no-write` prints only.
+(`tests/reliability/report.py`), then writes ops/benchmarks/RELIABILITY.md from them: one row per
+scenario and variant (events, faults injected, lost, duplicates, order violations, dead letters by
+reason, recovery, wall time, the service's peak memory), with the command, the machine and pytest's
+verdict. The rows are kept in ops/benchmarks/reliability.json; a run with pytest arguments that select
+fewer scenarios (`-k memory`) replaces only the rows it measured, and each row says when it was. A
+failed run's rows are kept and marked. `--no-write` prints only.
 """
 
 from __future__ import annotations
@@ -13,17 +16,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ops.benchmarks.common import machine
 
 REPO = Path(__file__).resolve().parents[2]
 REPORT = REPO / "ops" / "benchmarks" / "RELIABILITY.md"
+ROWS = REPO / "ops" / "benchmarks" / "reliability.json"
+COLUMNS = (
+    "scenario", "variant", "events", "faults injected", "lost", "duplicates", "order violations",
+    "dead letters by reason", "recovery", "wall", "peak RSS", "also measured", "run",
+)  # fmt: skip
 
 
 def main() -> int:
@@ -43,27 +53,72 @@ def main() -> int:
         )  # fmt: skip
         wall = time.monotonic() - started
         verdict = next((line for line in reversed(done.stdout.splitlines()) if " in " in line), "no verdict")
-        results = [json.loads(p.read_text()) for p in sorted(Path(tmp).glob("*.json"))]
-    lines = [
-        "# Reliability",
-        "",
-        "Written by `.venv/bin/python -m ops.benchmarks.reliability` from the suite's own output "
-        f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC). Machine: {machine()}; shared with other jobs, so times "
-        "are a ceiling, not a floor.",
-        "",
-        f"pytest: `{verdict.strip('= ')}`; the whole run took {wall:.0f} s.",
-        "",
-        "| scenario | variant | what it measured |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {r['scenario']} | {r['variant']} | {r.get('summary', '')} |" for r in results]
-    lines += ["", "Each scenario's test states the property it checks in its docstring (tests/reliability/)."]
-    text = "\n".join(lines) + "\n"
+        measured = [json.loads(p.read_text()) for p in sorted(Path(tmp).glob("*.json"))]
+    run = {
+        "at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "verdict": verdict.strip("= "),
+        "wall_s": round(wall),
+        "args": shlex.join(pytest_args),
+        "passed": done.returncode == 0,
+    }
+    rows = json.loads(ROWS.read_text()) if ROWS.exists() else {}
+    for row in measured:
+        rows[f"{row['scenario']}/{row['variant']}"] = {**row, "run": run}
+    text = render(dict(sorted(rows.items())))
     print(done.stdout[-4000:])
     print(text)
     if not args.no_write:
+        ROWS.write_text(json.dumps(dict(sorted(rows.items())), indent=2) + "\n")
         REPORT.write_text(text)
     return done.returncode
+
+
+def render(rows: dict[str, dict[str, Any]]) -> str:
+    runs = {json.dumps(r["run"], sort_keys=True): r["run"] for r in rows.values()}
+    numbered = {key: n for n, key in enumerate(sorted(runs, key=lambda k: runs[k]["at"]), start=1)}
+    lines = [
+        "# Reliability",
+        "",
+        "Written by `.venv/bin/python -m ops.benchmarks.reliability` from the suite's own output. Each "
+        "scenario's test states the property it checks in its docstring (tests/reliability/), and fails "
+        "when a figure breaks it. Machine: "
+        + machine()
+        + "; shared with other jobs, so times are a ceiling, "
+        "not a floor. Peak RSS is the highest resident memory of any service process of the scenario.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for row in rows.values():
+        cells = [
+            row["scenario"],
+            row["variant"],
+            f"{row['events']:,}",
+            row["faults"],
+            _number(row["lost"]),
+            _number(row["duplicates"]),
+            _number(row["order_violations"]),
+            ", ".join(f"{reason} {n:,}" for reason, n in row["dead_letters"].items()) or "0",
+            row["recovery"] or "n/a",
+            f"{row['wall_s']:.0f} s",
+            f"{row['peak_rss_mib']:.0f} MiB" if row.get("peak_rss_mib") else "n/a",
+            row["details"],
+            str(numbered[json.dumps(row["run"], sort_keys=True)]),
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    lines += ["", "Runs:", ""]
+    for key in sorted(runs, key=lambda k: runs[k]["at"]):
+        r = runs[key]
+        command = ".venv/bin/python -m ops.benchmarks.reliability" + (f" {r['args']}" if r["args"] else "")
+        lines.append(
+            f"{numbered[key]}. {r['at']}: `{command}`; pytest `{r['verdict']}`; {r['wall_s']} s in all"
+            + ("" if r["passed"] else " (**failed**: a row of this run may show a broken property)")
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: int | None) -> str:
+    return "n/a" if value is None else f"{value:,}"
 
 
 if __name__ == "__main__":

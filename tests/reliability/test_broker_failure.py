@@ -26,7 +26,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.simulator.testing import run_simulator
-from tests.reliability.report import record
+from tests.reliability.report import Figures, record
 from tests.support.engine import (
     BackgroundProducer,
     EffectLog,
@@ -182,7 +182,19 @@ def broker_failure(work: Path, *, per_second: int, step: int, keys: int, seed: i
 
 def _assert_reliable(result: BrokerFailure, variant: str) -> None:
     print(f"\n[broker failure] {result.line()}")
-    record("broker-failure", variant, {"summary": result.line(), **asdict(result)})
+    record(
+        "broker-failure",
+        variant,
+        Figures(
+            events=result.events,
+            faults=f"kill -9 of {', then '.join(result.killed)}, each brought back",
+            wall_s=result.wall_s,
+            lost=result.lost,
+            duplicates=result.posted_twice,
+            order_violations=result.order_violations,
+        ),
+        **asdict(result),
+    )
     assert result.lost == 0
     assert result.order_violations == 0
     assert result.posted_twice == 0

@@ -23,7 +23,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from stream.simulator.testing import RunningSimulator, run_simulator
-from tests.reliability.report import record as record_figures
+from tests.reliability.report import Figures as Row
+from tests.reliability.report import record
 from tests.support.engine import (
     EffectLog,
     Sequencer,
@@ -74,6 +75,7 @@ class Figures:
     outages_declared: int
     outages_ended: int
     run_s: float
+    outage_s: float
 
     def show(self) -> str:
         return " ".join(f"{name}={value}" for name, value in vars(self).items())
@@ -137,6 +139,7 @@ def run_outage(bootstrap: str, scenario: Scenario, log_path: Path) -> Figures:
         outages_declared=sum(1 for line in lines if str(line.get("event", "")).startswith(DECLARED)),
         outages_ended=sum(1 for line in lines if str(line.get("event", "")).startswith(ENDED)),
         run_s=round(run_s, 1),
+        outage_s=scenario.error_s + scenario.drop_s,
     )
 
 
@@ -158,7 +161,23 @@ def begin_outage(simulator: RunningSimulator, scenario: Scenario) -> float:
 
 def check(figures: Figures, variant: str) -> None:
     print(f"\noutage scenario: {figures.show()}")
-    record_figures("outage", variant, {"summary": figures.show()})
+    record(
+        "outage",
+        variant,
+        Row(
+            events=figures.events,
+            faults=f"every request failed for {figures.outage_s:.0f} s: 503 with Retry-After, then dropped "
+            "connections",
+            wall_s=figures.run_s,
+            lost=figures.lost,
+            order_violations=figures.order_violations,
+            dead_letters={"any": figures.dead_lettered} if figures.dead_lettered else {},
+            recovery=f"first delivery {figures.recovery_to_first_delivery_s:.1f} s after Zendesk answered",
+            details=f"retry-topic records {figures.retry_records}, requests {figures.requests}, 429s "
+            f"{figures.rate_limited}, outages declared/ended {figures.outages_declared}/"
+            f"{figures.outages_ended}, events sent twice {figures.repeats}",
+        ),
+    )
     assert figures.lost == 0, figures
     assert figures.dead_lettered == 0, figures
     # Nothing reaches the retry topic: with the default five in-place attempts and Retry-After 5 s,

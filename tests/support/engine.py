@@ -31,6 +31,7 @@ from confluent_kafka import Message, Producer
 from stream.simulator.testing import RunningSimulator
 from tests.support.kafka import create_topics, delivered_topic_of, dlq_topic_of, retry_topic_of
 from tests.support.segment import track
+from tests.support.service import status_kib
 
 EVENTS_PATH = r"user_profiles/events"
 SEQ_PREFIX = "seq-"
@@ -374,12 +375,7 @@ def ownership_problems(
 
 def rss_kib(pid: int, field_name: str = "VmRSS") -> int | None:
     """A field of /proc/<pid>/status in KiB (VmRSS now, VmHWM the peak so far); None once it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    match = re.search(rf"^{field_name}:\s+(\d+) kB", text, re.MULTILINE)
-    return int(match.group(1)) if match else None
+    return status_kib(pid, field_name)
 
 
 class RssSampler:

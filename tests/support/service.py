@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +37,57 @@ def service_env(
     }
 
 
+class PeakMemory:
+    """The highest resident memory (the kernel's VmHWM) of any service process started since `reset()`:
+    each `run` process is watched by a thread that reads /proc/<pid>/status until it is gone. A process
+    killed between two reads loses at most its last `interval_s` of growth."""
+
+    def __init__(self, *, interval_s: float = 0.25) -> None:
+        self._interval_s = interval_s
+        self._lock = threading.Lock()
+        self._peak_kib = 0
+
+    def reset(self) -> None:
+        with self._lock:
+            self._peak_kib = 0
+
+    @property
+    def peak_mib(self) -> float:
+        with self._lock:
+            return self._peak_kib / 1024
+
+    def watch(self, process: subprocess.Popen[str]) -> None:
+        threading.Thread(target=self._follow, args=(process,), name="peak-memory", daemon=True).start()
+
+    def _follow(self, process: subprocess.Popen[str]) -> None:
+        while process.poll() is None:
+            hwm = status_kib(process.pid, "VmHWM")
+            if hwm is not None:
+                with self._lock:
+                    self._peak_kib = max(self._peak_kib, hwm)
+            time.sleep(self._interval_s)
+
+
+def status_kib(pid: int, field_name: str = "VmRSS") -> int | None:
+    """A field of /proc/<pid>/status in KiB (VmRSS now, VmHWM the peak so far); None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name == field_name:
+            return int(value.split()[0])
+    return None
+
+
+SERVICE_MEMORY = PeakMemory()
+
+
 def start_service(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen[str]:
     """The service in the background; its logs go to `log_path` (a pipe could fill up and block it)."""
     with log_path.open("a") as log:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "stream", "run", *args],
             env=env,
             cwd=REPO,
@@ -46,21 +95,26 @@ def start_service(env: dict[str, str], log_path: Path, *args: str) -> subprocess
             stderr=subprocess.STDOUT,
             text=True,
         )
+    SERVICE_MEMORY.watch(process)
+    return process
 
 
 def zendesk_stream(
     args: list[str], env: dict[str, str], timeout_s: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """`zendesk-stream ARGS` as a process, to its end."""
-    return subprocess.run(
-        [sys.executable, "-m", "stream", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
+    command = [sys.executable, "-m", "stream", *args]
+    with subprocess.Popen(
+        command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        SERVICE_MEMORY.watch(process)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def run_to_end(env: dict[str, str], timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
