@@ -205,6 +205,15 @@ class Destination:
         self._writing: dict[tuple[str, str], asyncio.Future[StepOutcome]] = {}
         self.counters = Counters()
 
+    def cache_sizes(self) -> dict[str, int]:
+        """Entries held per cache, for the metrics (each is bounded; see docs/operations.md)."""
+        return {
+            **self._client.cache.sizes(),
+            "unchanged_writes": len(self._memory),
+            "decoded_events": len(self._events),
+            "unidentified_tracks": len(self._unidentified),
+        }
+
     def lane_key(self, record: InboundRecord) -> str | None:
         """The ordering key: the Kafka key, else userId, else anonymousId (order rule 1). An Avro record
         has its Kafka key only: its schema may not be loaded yet, and a key must not change with that."""

@@ -76,6 +76,7 @@ class Sample:
     token_expires_in_s: float | None = None  # None: not an OAuth mode, or no token yet
     taken_at_unix_s: float = 0.0  # when the sample was taken (wall clock)
     ends: Mapping[Partition, int] = field(default_factory=dict)
+    caches: Mapping[str, int] = field(default_factory=dict)  # the destination's caches, entries each
 
 
 class Metrics:
@@ -188,6 +189,17 @@ class _Sampled(Collector):
     def collect(self) -> Iterable[Metric]:
         sample, health = self._metrics.sample, self._metrics.health
         yield from _engine_gauges(sample.engine, sample.ends)
+        caches = GaugeMetricFamily(
+            "zendesk_stream_cache_entries",
+            "Entries held per in-memory cache (each bounded): Zendesk ids, unchanged writes, delivered tracks",
+            labels=["cache"],
+        )
+        sizes = dict(sample.caches)
+        if sample.engine is not None:
+            sizes["delivered_tracks"] = sample.engine.delivered_ids
+        for name, count in sorted(sizes.items()):
+            caches.add_metric([name], count)
+        yield caches
         yield from _governor_metrics(sample.governor)
         jobs = GaugeMetricFamily("zendesk_stream_bulk_jobs_in_flight", "Bulk jobs posted and not yet ended")
         if sample.bulk_jobs_in_flight is not None:
@@ -307,6 +319,7 @@ class Sampler:
         governor: Callable[[], GovernorSnapshot] | None = None,
         bulk_jobs: Callable[[], int] | None = None,
         token_expires_in_s: Callable[[], float | None] | None = None,
+        caches: Callable[[], Mapping[str, int]] | None = None,
         read_ends: Callable[[list[Partition]], dict[Partition, int]] | None = None,
         interval_s: float = SAMPLE_INTERVAL_S,
         ends_interval_s: float = END_OFFSETS_INTERVAL_S,
@@ -316,6 +329,7 @@ class Sampler:
         self._governor = governor
         self._bulk_jobs = bulk_jobs
         self._token = token_expires_in_s
+        self._caches = caches
         self._read_ends = read_ends
         self._interval_s = interval_s
         self._ends_interval_s = ends_interval_s
@@ -329,6 +343,7 @@ class Sampler:
             token_expires_in_s=self._token() if self._token else None,
             taken_at_unix_s=time.time(),
             ends=self._ends,
+            caches=self._caches() if self._caches else {},
         )
         self._metrics.sample = sample
         return sample

@@ -220,6 +220,7 @@ async def _run(
                 governor=governor.budget,
                 bulk_jobs=(lambda: bulk.poller.in_flight) if bulk is not None else None,
                 token_expires_in_s=client.token_expires_in_s,
+                caches=destination.cache_sizes,
                 read_ends=ends.read,
             )
             sampling = asyncio.create_task(sampler.run(), name="metrics-sampler")

@@ -90,6 +90,7 @@ class EngineSnapshot:
     parked_keys: int
     breaker_open: bool
     committed: dict[Partition, int]  # of the partitions owned: the position committed (or started from)
+    delivered_ids: int = 0  # tracks remembered as delivered (the dedup window's memory)
 
 
 @dataclass
@@ -211,6 +212,7 @@ class Engine(Generic[P]):
             parked_keys=len(self._parked),
             breaker_open=self._options.breaker.is_open(self._breaker),
             committed=committed,
+            delivered_ids=len(self._delivered),
         )
 
     async def _supervise(self) -> None:

@@ -109,6 +109,14 @@ class ZendeskCache:
     def forget_organization(self, org_id: int) -> None:
         self._org_by_external_id.discard_value(org_id)
 
+    def sizes(self) -> dict[str, int]:
+        """Entries per map, for the metrics."""
+        return {
+            "user_ids_by_external_id": len(self._user_by_external_id),
+            "user_ids_by_email": len(self._user_by_email),
+            "organization_ids": len(self._org_by_external_id),
+        }
+
     def clear(self) -> None:
         self._user_by_external_id.clear()
         self._user_by_email.clear()

@@ -37,6 +37,7 @@ def snapshot() -> EngineSnapshot:
         parked_keys=2,
         breaker_open=False,
         committed={("in", 0): 10, ("in.g.retry", 0): 3},
+        delivered_ids=7,
     )
 
 
@@ -57,6 +58,7 @@ def test_a_scrape_carries_every_contract_name_with_bounded_labels() -> None:
         governor=governor.budget,
         bulk_jobs=lambda: 2,
         token_expires_in_s=lambda: 3000.0,
+        caches=lambda: {"user_ids_by_external_id": 40},
     ).take()
     metrics.sample = dataclasses.replace(metrics.sample, ends={("in", 0): 25})
 
@@ -78,6 +80,8 @@ def test_a_scrape_carries_every_contract_name_with_bounded_labels() -> None:
     assert "zendesk_stream_buffered_events 9.0" in text
     assert "zendesk_stream_parked_keys 2.0" in text
     assert "zendesk_stream_breaker_open 0.0" in text
+    assert 'zendesk_stream_cache_entries{cache="user_ids_by_external_id"} 40.0' in text
+    assert 'zendesk_stream_cache_entries{cache="delivered_tracks"} 7.0' in text
     assert 'zendesk_stream_committed_offset{partition="0",topic="in"} 10.0' in text
     assert 'zendesk_stream_end_offset{partition="0",topic="in"} 25.0' in text
     assert 'zendesk_stream_consumer_lag{partition="0",topic="in"} 15.0' in text
