@@ -73,7 +73,8 @@ CONTAINER_LEG=(tests/containers tests/integration/test_run_end_to_end.py
 native_leg() {
   say "pytest, native leg (Kafka from ops/kafka/kafkalocal.py)"
   local started=$SECONDS status=0
-  ZS_TEST_KAFKA=native "$venv/bin/pytest" -m "not slow and not containers" "$@" || status=$?
+  # --durations: the slowest tests named in every run, to keep the default suite in its budget.
+  ZS_TEST_KAFKA=native "$venv/bin/pytest" -m "not slow and not containers" --durations=25 "$@" || status=$?
   say "native leg: $((SECONDS - started)) s"
   return "$status"
 }

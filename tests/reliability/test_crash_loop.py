@@ -176,6 +176,7 @@ def test_a_short_crash_loop_loses_nothing_keeps_order_and_posts_no_track_twice(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the full variants take minutes
 def test_the_full_crash_loop_of_50000_events_and_10_kills(kafka_bootstrap: str, tmp_path: Path) -> None:
     _assert_reliable(
         crash_loop(kafka_bootstrap, tmp_path, events=50_000, keys=2_000, kills=10, seed=5), "full"

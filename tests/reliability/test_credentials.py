@@ -309,10 +309,12 @@ def test_oauth_tokens_expiring_and_revoked_mid_run_are_survived(kafka_bootstrap:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the full variants take minutes
 def test_the_full_refused_credential_mid_run(kafka_bootstrap: str, tmp_path: Path) -> None:
     _assert_refused(refused_mid_run(kafka_bootstrap, tmp_path, events=20_000, keys=1_000, seed=33), "full")
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the full variants take minutes
 def test_the_full_oauth_expiry_mid_run(kafka_bootstrap: str, tmp_path: Path) -> None:
     _assert_renewed(oauth_expiry(kafka_bootstrap, tmp_path, events=20_000, keys=1_000, seed=34), "full")

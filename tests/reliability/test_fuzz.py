@@ -354,6 +354,7 @@ def test_fuzz_short_hostile_records_never_crash_and_are_all_accounted_for(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the full variants take minutes
 def test_fuzz_full_hostile_records_never_crash_and_are_all_accounted_for(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:

@@ -339,6 +339,7 @@ def test_a_minute_of_steady_load_keeps_memory_flat(kafka_bootstrap: str, tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600 + 900)
 def test_an_hour_of_steady_load_at_half_the_budget_keeps_memory_flat(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:

@@ -201,6 +201,7 @@ def test_a_short_zendesk_outage_pauses_the_backlog_and_it_drains_soon_after(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the full variants take minutes
 def test_a_minute_long_zendesk_outage_of_a_2000_event_backlog(kafka_bootstrap: str, tmp_path: Path) -> None:
     check(
         run_outage(

@@ -457,6 +457,7 @@ def test_poison_short_every_record_gets_the_outcome_of_its_kind(kafka_bootstrap:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the full variants take minutes
 def test_poison_full_outcomes_and_good_throughput_within_10_percent_of_a_clean_run(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
