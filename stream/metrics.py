@@ -191,7 +191,7 @@ class _Sampled(Collector):
         yield from _engine_gauges(sample.engine, sample.ends)
         caches = GaugeMetricFamily(
             "zendesk_stream_cache_entries",
-            "Entries held per in-memory cache (each bounded): Zendesk ids, unchanged writes, delivered tracks",
+            "Entries held per in-memory cache (each bounded): Zendesk ids, unchanged writes, delivered",
             labels=["cache"],
         )
         sizes = dict(sample.caches)

@@ -323,14 +323,19 @@ class Engine(Generic[P]):
         assert self._gate is not None
         self._gate.open()
         running = {lane: task for lane, task in self._tasks.items() if lane.source in both}
-        # Work only waiting (for a token, for a commit) has sent nothing of its current step: hand it
-        # over at once. The rest has a request out and finishes first, so its next owner repeats nothing.
-        waiting = [lane for lane in running if self._interruptible[lane].now]
+        # Work only waiting (for a token, for a commit), or not begun (its task created while this
+        # revocation was on its way to the loop), has sent nothing of its current step: hand it over at
+        # once. The rest has a request out and finishes first, so its next owner repeats nothing.
+        waiting = [lane for lane in running if self._sent_nothing(lane)]
         for lane in waiting:
             running[lane].cancel()
         if waiting:
             log.info("handing over work that was waiting", records=len(waiting))
         await self._finish_running(list(running.values()), self._options.revoke_deadline_s)
+        for lane, task in running.items():  # a task cancelled before its first step never ran its finally
+            if self._tasks.get(lane) is task:
+                del self._tasks[lane]
+                self._interruptible.pop(lane, None)
         offsets = self._book.candidates(owned)
         retry_offsets = self._book.candidates(retry_parts)
         if retry_offsets:
@@ -339,6 +344,10 @@ class Engine(Generic[P]):
         self._forget(both)
         log.info("partitions revoked", partitions=_names(owned), committing=len(offsets))
         return offsets
+
+    def _sent_nothing(self, lane: LaneId) -> bool:
+        state = self._interruptible.get(lane)  # None: the task has not taken its first step
+        return state is None or state.now
 
     async def on_lost(self, partitions: list[Partition]) -> None:
         """The group already gave these partitions away: abandon their work, commit nothing."""

@@ -128,6 +128,36 @@ def test_revocation_hands_over_at_once_the_work_that_only_waits_for_a_token() ->
     run_virtual(main)
 
 
+def test_a_revocation_that_comes_between_a_task_s_creation_and_its_first_step_hands_it_over() -> None:
+    """The consumer thread schedules the revocation on the loop; before its first step runs, a record
+    arrives and its lane's task is created, not yet started. That work has sent nothing: it is handed
+    over with the rest, and the revocation neither fails (it once raised KeyError, which killed the
+    consumer thread in the rebalance storm) nor waits for it."""
+
+    async def main(loop: VirtualTimeLoop) -> None:
+        broker = new_broker()
+        produce(broker, [("a", "on the wire")])
+        processor = ScriptedProcessor(latency_s=lambda r: 2.0)
+        engine, _, _ = make_engine(loop, broker, processor, revoke_deadline_s=20.0)
+        run = loop.create_task(engine.run())
+        await eventually(lambda: len(processor.running) == 1, within_s=1)
+
+        revocation = asyncio.ensure_future(engine.on_revoked([IN0]))
+        late = InboundRecord(topic="in", partition=0, offset=1, key=b"b", value=b"late", headers=(),
+                             timestamp_ms=None)  # fmt: skip
+        engine.on_records([late])
+        offsets = await revocation
+
+        assert [a.value for a in processor.attempts] == [b"on the wire"]  # b was never sent
+        assert all(o.offset <= 1 for o in offsets.values())  # b not finished: not committed
+        assert broker.position(TOPICS.group, IN0).offset == 1  # type: ignore[union-attr]
+        assert engine.snapshot().in_flight == 0
+        engine.stop()
+        await asyncio.wait_for(run, timeout=30)
+
+    run_virtual(main)
+
+
 def test_revocation_past_its_deadline_abandons_the_work_and_commits_only_what_finished() -> None:
     async def main(loop: VirtualTimeLoop) -> None:
         broker = new_broker()
