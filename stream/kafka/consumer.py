@@ -205,8 +205,12 @@ class ConsumerThread:
         parts = [(p.topic, p.partition) for p in partitions]
         # The engine enforces its own deadline and returns; the margin covers the hand-over.
         offsets = self._wait(self._on_revoked(parts), self._options.revoke_deadline_s + 10)
-        if offsets:
-            commit_offsets(consumer, offsets)
+        if offsets and not commit_offsets(consumer, offsets, retried=False):
+            log.warning(
+                "%d partitions go without their last commit: their next owner starts from the one before "
+                "and skips the tracks the delivered markers name",
+                len(parts),
+            )
 
     def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._on_lost is not None
@@ -217,15 +221,16 @@ def _topic_partitions(offsets: CommitOffsets) -> list[TopicPartition]:
     return [TopicPartition(t, p, pos.offset, metadata=pos.metadata) for (t, p), pos in offsets.items()]
 
 
-def commit_offsets(consumer: Consumer, offsets: CommitOffsets) -> bool:
-    """Synchronous commit. A failure is logged and reported; the caller commits again later."""
+def commit_offsets(consumer: Consumer, offsets: CommitOffsets, *, retried: bool = True) -> bool:
+    """Synchronous commit. A failure is logged and reported; unless told otherwise (`retried`), the
+    caller commits again later."""
     try:
         consumer.commit(offsets=_topic_partitions(offsets), asynchronous=False)
     except KafkaException as err:
         error = err.args[0] if err.args else err
         if isinstance(error, KafkaError) and error.code() == KafkaError._NO_OFFSET:
             return True
-        log.warning("commit failed, will retry: %s", error)
+        log.warning("commit failed, will retry: %s" if retried else "commit failed: %s", error)
         return False
     return True
 
