@@ -68,11 +68,12 @@ def main() -> int:
     rows = json.loads(ROWS.read_text()) if ROWS.exists() else {}
     for row in measured:
         rows[f"{row['scenario']}/{row['variant']}"] = {**row, "run": run}
-    text = render(dict(sorted(rows.items())))
     print(done.stdout[-4000:])
+    if not args.no_write:  # the figures first: a fault in rendering them must not lose an hour's run
+        ROWS.write_text(json.dumps(dict(sorted(rows.items())), indent=2) + "\n")
+    text = render(dict(sorted(rows.items())))
     print(text)
     if not args.no_write:
-        ROWS.write_text(json.dumps(dict(sorted(rows.items())), indent=2) + "\n")
         REPORT.write_text(text)
     return done.returncode
 

@@ -44,6 +44,6 @@ def record(scenario: str, variant: str, figures: Figures, **extra: Any) -> None:
         **asdict(figures),
         "dead_letters": dict(figures.dead_letters),
         "peak_rss_mib": round(SERVICE_MEMORY.peak_mib, 1),
-        **extra,
+        "measured": extra,  # the scenario's own figures, whole (apart: they never replace a column)
     }
     (Path(directory) / f"{scenario}-{variant}.json").write_text(json.dumps(row, indent=2))
