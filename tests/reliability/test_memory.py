@@ -106,23 +106,26 @@ class SteadyProducer:
         self._thread.join(timeout=120)
 
     def _batch(self, tracks: int, identifies: int, groups: int) -> list[tuple[str | None, bytes]]:
-        batch: list[tuple[str | None, bytes]] = []
+        """The kinds are mixed first, then each event is made in that order: a key's sequence numbers
+        and its last identify follow the order the events are produced in."""
+        kinds = ["track"] * tracks + ["identify"] * identifies + ["group"] * groups
+        self._rng.shuffle(kinds)
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        for _ in range(tracks):
-            batch.append(self.sequencer.event(self._rng.choice(self.keys)))
-        for _ in range(identifies):
+        batch: list[tuple[str | None, bytes]] = []
+        for kind in kinds:
             key = self._rng.choice(self.keys)
-            name = f"User {key} v{self.produced['identify']}"
-            self.last_name[key] = name
-            self.produced["identify"] += 1
-            batch.append((key, json.dumps({**identify(key, name=name), "timestamp": now}).encode()))
-        for _ in range(groups):
-            key, org = self._rng.choice(self.keys), f"org-{self._rng.randrange(ORGANIZATIONS)}"
-            self.memberships.add((key, org))
-            self.produced["group"] += 1
-            event = {**group(key, org, name=f"Organization {org}"), "timestamp": now}
-            batch.append((key, json.dumps(event).encode()))
-        self._rng.shuffle(batch)  # keys interleave; the order within a key is kept by the Sequencer's
+            self.produced[kind] += 1
+            if kind == "track":
+                batch.append(self.sequencer.event(key))
+            elif kind == "identify":
+                name = f"User {key} v{self.produced['identify']}"
+                self.last_name[key] = name
+                batch.append((key, json.dumps({**identify(key, name=name), "timestamp": now}).encode()))
+            else:
+                org = f"org-{self._rng.randrange(ORGANIZATIONS)}"
+                self.memberships.add((key, org))
+                event = {**group(key, org, name=f"Organization {org}"), "timestamp": now}
+                batch.append((key, json.dumps(event).encode()))
         return batch
 
     def _main(self) -> None:
