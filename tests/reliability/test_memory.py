@@ -300,6 +300,10 @@ def memory_run(bootstrap: str, work: Path, load: Load) -> MemoryRun:
     )
 
 
+def _length(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 600 else f"{seconds:.0f} s"
+
+
 def _assert_flat(result: MemoryRun, variant: str) -> None:
     print(f"\n[memory] {result.line()}")
     record(
@@ -307,7 +311,7 @@ def _assert_flat(result: MemoryRun, variant: str) -> None:
         variant,
         Figures(
             events=result.events,
-            faults=f"none: {result.duration_s / 60:.0f} min of steady load at half the Enterprise budget",
+            faults=f"none: {_length(result.duration_s)} of steady load at half the Enterprise budget",
             wall_s=result.wall_s,
             lost=result.lost,
             duplicates=result.posted_twice,
