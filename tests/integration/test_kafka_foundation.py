@@ -100,6 +100,9 @@ def test_topics_apply_refuses_a_replication_factor_the_cluster_cannot_hold(kafka
     assert "Traceback" not in result.stderr
 
 
+# Slow: tests/reliability/test_broker_failure.py's short variant, in the default suite, proves the
+# stronger case (kill -9 of a node of three, twice, with writes going on) on the same launcher.
+@pytest.mark.slow
 def test_three_node_cluster_keeps_a_replicated_topic_available_when_one_broker_stops(tmp_path: Path) -> None:
     with native_cluster(tmp_path / "kafka3", nodes=3) as (bootstrap, launcher):
         assert len(bootstrap.split(",")) == 3
