@@ -61,14 +61,13 @@ def main() -> int:
         "args": shlex.join(pytest_args),
         "passed": done.returncode == 0,
     }
+    print(done.stdout[-4000:])
     if not measured:
-        print(done.stdout[-4000:])
         print("no scenario recorded figures: the report is left as it was")
         return done.returncode or 1
     rows = json.loads(ROWS.read_text()) if ROWS.exists() else {}
     for row in measured:
         rows[f"{row['scenario']}/{row['variant']}"] = {**row, "run": run}
-    print(done.stdout[-4000:])
     if not args.no_write:  # the figures first: a fault in rendering them must not lose an hour's run
         ROWS.write_text(json.dumps(dict(sorted(rows.items())), indent=2) + "\n")
     text = render(dict(sorted(rows.items())))

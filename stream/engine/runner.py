@@ -332,10 +332,6 @@ class Engine(Generic[P]):
         if waiting:
             log.info("handing over work that was waiting", records=len(waiting))
         await self._finish_running(list(running.values()), self._options.revoke_deadline_s)
-        for lane, task in running.items():  # a task cancelled before its first step never ran its finally
-            if self._tasks.get(lane) is task:
-                del self._tasks[lane]
-                self._interruptible.pop(lane, None)
         offsets = self._book.candidates(owned)
         retry_offsets = self._book.candidates(retry_parts)
         if retry_offsets:
@@ -382,6 +378,10 @@ class Engine(Generic[P]):
         if pending:
             await asyncio.wait(pending)
             log.warning("abandoned in-flight work at the deadline", records=len(pending))
+        # A task cancelled before its first step never ran `_attempt`'s finally: forget it here.
+        for lane in [lane for lane, task in self._tasks.items() if task.done()]:
+            del self._tasks[lane]
+            self._interruptible.pop(lane, None)
 
     # -------------------------------------------------------------------------------------- records
 

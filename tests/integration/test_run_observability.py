@@ -17,6 +17,7 @@ import pytest
 from stream.simulator.testing import RunningSimulator, run_simulator
 from tests.support.containers import free_port
 from tests.support.kafka import create_service_topics, produce, unique_topic
+from tests.support.metrics import Samples, scrape, total
 from tests.support.segment import identify, track
 from tests.support.service import log_events, run_to_end, service_env, start_service
 from tests.support.waiting import wait_for
@@ -24,29 +25,6 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.kafka
 
 SETTINGS = {"events": ["Article Completed"]}
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-Samples = list[tuple[str, dict[str, str], float]]
-
-
-def scrape(port: int) -> Samples | None:
-    """Every sample of /metrics, or None while nothing answers."""
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return None
-    samples = []
-    for line in text.splitlines():
-        match = SAMPLE.match(line)
-        if match and not line.startswith("#"):
-            samples.append((match[1], dict(LABEL.findall(match[2] or "")), float(match[3])))
-    return samples
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    return sum(v for n, ls, v in samples if n == name and all(ls.get(k) == w for k, w in labels.items()))
 
 
 def probe(port: int, path: str) -> tuple[int, dict[str, str]] | None:

@@ -25,7 +25,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.simulator.testing import run_simulator
@@ -40,9 +39,10 @@ from tests.support.engine import (
     user_keys,
 )
 from tests.support.kafka import (
+    committed_offsets,
     delivered_topic_of,
     dlq_topic_of,
-    group_of,
+    end_offsets,
     native_cluster,
     retry_topic_of,
     unique_topic,
@@ -113,14 +113,8 @@ def _in_every_isr(bootstrap: str, topic: str, node_id: int) -> bool:
 
 
 def _committed_to_the_end(bootstrap: str, topic: str) -> bool:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_of(topic)})
-    try:
-        partitions = [TopicPartition(topic, n) for n in range(PARTITIONS)]
-        committed = consumer.committed(partitions, timeout=10)
-        ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
-        return all(c.offset >= end for c, end in zip(committed, ends, strict=True))
-    finally:
-        consumer.close()
+    ends = end_offsets(bootstrap, topic)
+    return all(offset >= ends[n] for n, offset in committed_offsets(bootstrap, topic, PARTITIONS).items())
 
 
 def _active_controller(nodes: list[Any]) -> int:

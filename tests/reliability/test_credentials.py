@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from stream.simulator.testing import RunningSimulator, run_simulator
 from tests.reliability.report import Figures, record
@@ -40,7 +39,14 @@ from tests.support.engine import (
     settings_for,
     user_keys,
 )
-from tests.support.kafka import create_topics, dlq_topic_of, group_of, retry_topic_of, unique_topic
+from tests.support.kafka import (
+    committed_offsets,
+    create_topics,
+    dlq_topic_of,
+    end_offsets,
+    retry_topic_of,
+    unique_topic,
+)
 from tests.support.service import run_to_end, service_env, start_service
 from tests.support.waiting import wait_for
 
@@ -72,26 +78,6 @@ def workload(bootstrap: str, simulator: RunningSimulator, *, events: int, keys: 
         for (key, value), position in zip(records, produced.positions, strict=True)
     }
     return Workload(topic, sequencer, at)
-
-
-def end_offsets_total(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("peek")})
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions
-        )
-    finally:
-        consumer.close()
-
-
-def committed(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_of(topic)})
-    try:
-        found = consumer.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=30)
-        return {tp.partition: max(tp.offset, 0) for tp in found}
-    finally:
-        consumer.close()
 
 
 @dataclass(frozen=True)
@@ -140,7 +126,7 @@ def refused_mid_run(bootstrap: str, work: Path, *, events: int, keys: int, seed:
                 process.kill()
                 process.wait(timeout=30)
         before = {(e.key, e.seq) for e in log.refresh()}
-        positions = committed(bootstrap, load.topic)
+        positions = committed_offsets(bootstrap, load.topic, PARTITIONS)
         text = log_path.read_text()
         last = text.strip().splitlines()[-1] if text.strip() else ""
         committed_not_delivered = sum(
@@ -161,8 +147,8 @@ def refused_mid_run(bootstrap: str, work: Path, *, events: int, keys: int, seed:
         stop_s=stop_s,
         last_line=last,
         committed_not_delivered=committed_not_delivered,
-        dead_letters=end_offsets_total(bootstrap, dlq_topic_of(load.topic)),
-        retry_records=end_offsets_total(bootstrap, retry_topic_of(load.topic)),
+        dead_letters=sum(end_offsets(bootstrap, dlq_topic_of(load.topic)).values()),
+        retry_records=sum(end_offsets(bootstrap, retry_topic_of(load.topic)).values()),
         lost=len(missing(effects, load.sequencer.counts)),
         order_violations=len(order_violations(effects)),
         posted_twice=sum(1 for n in posted.values() if n > 1),

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import signal
 import statistics
 import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +45,7 @@ from tests.support.engine import (
     user_keys,
 )
 from tests.support.kafka import create_topics, unique_topic
+from tests.support.metrics import scrape, total
 from tests.support.segment import group, identify
 from tests.support.service import service_env, start_service
 from tests.support.waiting import wait_for
@@ -192,16 +191,14 @@ class MemoryRun:
         )
 
 
-CACHE_LINE = re.compile(r'^zendesk_stream_cache_entries\{cache="([a-z_]+)"\} ([0-9.e+]+)$', re.MULTILINE)
-LAG_LINE = re.compile(r"^zendesk_stream_consumer_lag\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
-
-
-def scrape(port: int) -> tuple[dict[str, int], int]:
+def caches_and_lag(port: int) -> tuple[dict[str, int], int]:
     """The caches' sizes and the summed consumer lag, from the service's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    caches = {name: int(float(value)) for name, value in CACHE_LINE.findall(text)}
-    return caches, sum(int(float(v)) for v in LAG_LINE.findall(text))
+    samples = scrape(port)
+    assert samples is not None, "the service's /metrics did not answer"
+    caches = {
+        labels["cache"]: int(v) for name, labels, v in samples if name == "zendesk_stream_cache_entries"
+    }
+    return caches, int(total(samples, "zendesk_stream_consumer_lag"))
 
 
 def slope_per_hour(samples: list[tuple[float, int]]) -> float:
@@ -243,7 +240,7 @@ def memory_run(bootstrap: str, work: Path, load: Load) -> MemoryRun:
             load_started = time.monotonic()
             while (left := load.duration_s - (time.monotonic() - load_started)) > 0:
                 assert service.poll() is None, (work / "service.log").read_text()[-3000:]
-                caches, lag = scrape(port)
+                caches, lag = caches_and_lag(port)
                 max_lag = max(max_lag, lag)
                 time.sleep(min(load.scrape_s, left))  # the load's own clock: this is its length
             load_ended = time.monotonic()
@@ -254,7 +251,7 @@ def memory_run(bootstrap: str, work: Path, load: Load) -> MemoryRun:
                 what="every track in Zendesk",
                 interval_s=0.5,
             )
-            caches, _ = scrape(port)
+            caches, _ = caches_and_lag(port)
             service.send_signal(signal.SIGTERM)
             assert service.wait(timeout=90) == 0, (work / "service.log").read_text()[-3000:]
         finally:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from stream.simulator.testing import RunningSimulator, run_simulator
 from tests.reliability.report import Figures as Row
@@ -39,7 +38,7 @@ from tests.support.engine import (
     settings_for,
     user_keys,
 )
-from tests.support.kafka import create_topics, dlq_topic_of, retry_topic_of, unique_topic
+from tests.support.kafka import create_topics, dlq_topic_of, end_offsets, retry_topic_of, unique_topic
 from tests.support.service import service_env, start_service
 from tests.support.waiting import wait_for
 
@@ -81,18 +80,6 @@ class Figures:
         return " ".join(f"{name}={value}" for name, value in vars(self).items())
 
 
-def end_offset_sum(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("marks")})
-    try:
-        metadata = consumer.list_topics(topic, timeout=30)
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, n), timeout=30)[1]
-            for n in metadata.topics[topic].partitions
-        )
-    finally:
-        consumer.close()
-
-
 def run_outage(bootstrap: str, scenario: Scenario, log_path: Path) -> Figures:
     topic = unique_topic("outage")
     create_topics(bootstrap, [topic], partitions=PARTITIONS)
@@ -131,8 +118,9 @@ def run_outage(bootstrap: str, scenario: Scenario, log_path: Path) -> Figures:
         lost=len(missing(seen, sequencer.counts)),
         repeats=repeats(seen),
         order_violations=len(order_violations(seen)),
-        dead_lettered=end_offset_sum(bootstrap, dlq_topic_of(topic)) + sum(summary["dead_lettered"].values()),
-        retry_records=end_offset_sum(bootstrap, retry_topic_of(topic)),
+        dead_lettered=sum(end_offsets(bootstrap, dlq_topic_of(topic)).values())
+        + sum(summary["dead_lettered"].values()),
+        retry_records=sum(end_offsets(bootstrap, retry_topic_of(topic)).values()),
         recovery_to_first_delivery_s=round(min(after) - ends_at, 2) if after else float("inf"),
         requests=len(requests),
         rate_limited=sum(1 for r in requests if r["status"] == 429),
@@ -261,5 +249,5 @@ def test_a_sigterm_during_an_outage_exits_within_the_deadline_and_a_restart_lose
         seen = effects.refresh()
     assert missing(seen, sequencer.counts) == []
     assert order_violations(seen) == []
-    assert end_offset_sum(kafka_bootstrap, dlq_topic_of(topic)) == 0
-    assert end_offset_sum(kafka_bootstrap, retry_topic_of(topic)) == 0
+    assert sum(end_offsets(kafka_bootstrap, dlq_topic_of(topic)).values()) == 0
+    assert sum(end_offsets(kafka_bootstrap, retry_topic_of(topic)).values()) == 0

@@ -373,11 +373,6 @@ def ownership_problems(
 # ------------------------------------------------------------------------------------------ memory
 
 
-def rss_kib(pid: int, field_name: str = "VmRSS") -> int | None:
-    """A field of /proc/<pid>/status in KiB (VmRSS now, VmHWM the peak so far); None once it is gone."""
-    return status_kib(pid, field_name)
-
-
 class RssSampler:
     """Samples a process's resident memory in a thread until it exits or `stop()` is called."""
 
@@ -391,7 +386,7 @@ class RssSampler:
 
     def _main(self) -> None:
         while not self._stop.is_set():
-            now, hwm = rss_kib(self._pid), rss_kib(self._pid, "VmHWM")
+            now, hwm = status_kib(self._pid), status_kib(self._pid, "VmHWM")
             if now is None:
                 return
             self.samples.append((time.monotonic(), now))

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.localkafka import load_launcher
@@ -176,3 +176,25 @@ def create_service_topics(bootstrap: str, topic: str, *, partitions: int = 1) ->
     """The input topic with its retry and delivered topics (same partition count) and dead-letter topic."""
     create_topics(bootstrap, [topic, retry_topic_of(topic), delivered_topic_of(topic)], partitions=partitions)
     create_topics(bootstrap, [dlq_topic_of(topic)], partitions=1)
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's end offset (high watermark)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("peek")})
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        return {
+            n: consumer.get_watermark_offsets(TopicPartition(topic, n), timeout=30)[1] for n in partitions
+        }
+    finally:
+        consumer.close()
+
+
+def committed_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """The offset the topic's group (`group_of`) committed per partition; 0 where it committed none."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_of(topic)})
+    try:
+        found = consumer.committed([TopicPartition(topic, n) for n in range(partitions)], timeout=30)
+        return {tp.partition: max(tp.offset, 0) for tp in found}
+    finally:
+        consumer.close()
