@@ -15,8 +15,8 @@ PUT or DELETE that went out on a kept-alive connection found closed is retried o
 Authentication: the Authorization header is taken per request. API-token and static-bearer modes send
 the same header always; the OAuth modes ask their `TokenKeeper` (`stream.zendesk.oauth`), which obtains
 and renews the access token through `POST <base>/oauth/tokens` on this same httpx client. A request
-answered 401 `invalid_token` in those modes renews the token once and is sent again; only a second 401
-raises `ZendeskConfigError`, the same stop as a 401 in the other modes.
+answered 401 `invalid_token` in those modes renews the token and is sent again (twice at most); only a
+third 401 raises `ZendeskConfigError`, the same stop as a 401 in the other modes.
 """
 
 from __future__ import annotations
@@ -333,7 +333,7 @@ class ZendeskClient:
         the governor (`limit_key`: the user or organization a per-record limit counts)."""
         content = _encode(body) if body is not None else None
         need = need_for(method, template, user_key=limit_key, org_key=limit_key)
-        renewed = False
+        renewals = 0
         while True:
             with interruptible():  # nothing of this request is sent while it waits for its tokens
                 await self.governor.acquire(need)
@@ -379,7 +379,7 @@ class ZendeskClient:
                 self._on_exchange(Exchange(method, template, response.status_code, shown))
             if (
                 self._tokens is not None
-                and not renewed
+                and renewals < MAX_TOKEN_RENEWALS
                 and isinstance(result, AuthProblem)
                 and _invalid_token(response.status_code, response.content)
             ):
@@ -393,12 +393,12 @@ class ZendeskClient:
                     outcome="token_renewal",
                 )
                 self._tokens.invalid(authorization)
-                renewed = True
+                renewals += 1
                 continue
             self._log_answer(method, template, response.status_code, _ms(finished - started), result)
             if isinstance(result, AuthProblem):
                 raise ZendeskConfigError(
-                    result.status, self._config_message(method, template, result, renewed=renewed)
+                    result.status, self._config_message(method, template, result, renewed=renewals > 0)
                 )
             return result
 
@@ -559,6 +559,11 @@ class ZendeskClient:
     @property
     def _auth_settings(self) -> str:
         return self.connection.auth.settings
+
+
+# Twice: a token revoked under us may be replaced by one another request had already fetched, and that
+# one may be revoked too (every live token of the client was); a third refusal is the credential's.
+MAX_TOKEN_RENEWALS = 2
 
 
 def _invalid_token(status: int, body: bytes) -> bool:
