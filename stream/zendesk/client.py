@@ -383,7 +383,7 @@ class ZendeskClient:
                 and isinstance(result, AuthProblem)
                 and _invalid_token(response.status_code, response.content)
             ):
-                # The access token expired or was revoked under us: renew it once and send again.
+                # The access token expired or was revoked under us: renew it and send again.
                 self._logger.info(
                     "zendesk.request",
                     method=method,

@@ -10,8 +10,9 @@ every request:
     fresh                                       the current token
 
 A request answered 401 `invalid_token` hands its token back (`invalid`); the client then asks again,
-which waits for a renewal, and retries the request once. Only one renewal runs at a time: every caller
-joins it. The client is used from one event loop, so an asyncio task is the only lock needed.
+which waits for a renewal, and retries the request (at most twice, `MAX_TOKEN_RENEWALS`). Only one
+renewal runs at a time: every caller joins it. The client is used from one event loop, so an asyncio
+task is the only lock needed.
 
 What a renewal comes to:
 

@@ -1,7 +1,7 @@
 """OAuth that renews itself, against the simulator's real `/oauth/tokens` (a real HTTP server on loopback).
 
 Client credentials: a token at the first request, renewal before expiry while requests keep succeeding,
-one renewal for a token revoked or expired server-side, a stop (ZendeskConfigError) on a second 401.
+up to two renewals for a token revoked or expired server-side, a stop (ZendeskConfigError) on a third 401.
 Refresh-token mode: the rotated token is in the file before the new access token is used; a restart
 works from the file. Secrets stay out of messages, logs and the file.
 """
@@ -178,12 +178,23 @@ async def test_credentials_revoked_stop_at_the_renewal_with_one_line_naming_the_
     assert [status for status, _ in api_log(sim)] == [200, 401]
 
 
-async def test_a_second_401_after_the_renewal_takes_the_credentials_refused_path(
+async def test_a_token_refused_twice_is_renewed_twice_and_the_request_succeeds(sim: RunningSimulator) -> None:
+    # What a revocation of every live token does under concurrency: the token fetched by the first renewal
+    # may be one another request had already fetched, revoked too.
+    async with oauth_client(sim) as zendesk:
+        assert isinstance(await zendesk.list_user_fields(), Ok)
+        sim.control.inject_fault(path="^/api/v2/user_fields", status=401, count=2, error="invalid_token")
+        assert isinstance(await zendesk.list_user_fields(), Ok)
+    assert sim.control.oauth_grants()["client_credentials"] == 3
+    assert [status for status, _ in api_log(sim)] == [200, 401, 401, 200]
+
+
+async def test_a_third_401_after_two_renewals_takes_the_credentials_refused_path(
     sim: RunningSimulator,
 ) -> None:
     async with oauth_client(sim) as zendesk:
         assert isinstance(await zendesk.list_user_fields(), Ok)
-        sim.control.inject_fault(path="^/api/v2/user_fields", status=401, count=2, error="invalid_token")
+        sim.control.inject_fault(path="^/api/v2/user_fields", status=401, count=3, error="invalid_token")
         with pytest.raises(ZendeskConfigError) as info:
             await zendesk.list_user_fields()
     assert info.value.status == 401
@@ -191,7 +202,7 @@ async def test_a_second_401_after_the_renewal_takes_the_credentials_refused_path
     assert str(info.value).endswith(
         ", again after renewing the access token; check ZENDESK_OAUTH_CLIENT_ID/ZENDESK_OAUTH_CLIENT_SECRET"
     )
-    assert sim.control.oauth_grants()["client_credentials"] == 2  # renewed once, not twice
+    assert sim.control.oauth_grants()["client_credentials"] == 3  # renewed twice, not a third time
 
 
 async def test_a_403_is_not_renewed(sim: RunningSimulator) -> None:

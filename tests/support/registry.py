@@ -31,6 +31,9 @@ def load_registry_launcher() -> ModuleType:
     return module
 
 
+REQUEST_TIMEOUT_S = 30
+
+
 @dataclass(frozen=True)
 class RunningRegistry:
     url: str  # what SCHEMA_REGISTRY_URL would say
@@ -38,9 +41,12 @@ class RunningRegistry:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
 
-    def client_conf(self) -> dict[str, str]:
-        """Configuration for confluent_kafka.schema_registry.SchemaRegistryClient."""
-        conf = {"url": self.url}
+    def client_conf(self) -> dict[str, str | int]:
+        """Configuration for confluent_kafka.schema_registry.SchemaRegistryClient.
+
+        With a timeout: the client's default is none, and one request the registry left unanswered under
+        a loaded CI machine held a test until pytest's 300 s timeout. With one, the client retries it."""
+        conf: dict[str, str | int] = {"url": self.url, "timeout": REQUEST_TIMEOUT_S}
         if self.user is not None and self.password is not None:
             conf["basic.auth.user.info"] = f"{self.user}:{self.password}"
         return conf
