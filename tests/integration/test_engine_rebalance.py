@@ -84,6 +84,9 @@ def test_members_join_and_leave_during_a_run_without_loss_reordering_or_overlap(
     assert_sound(result, ["a", "b", "c"])
 
 
+# Slow: the default suite keeps the same checks with fewer steps (the join-and-leave test above) and
+# with SIGKILLs and joins every 5 s (tests/reliability/test_rebalance_storm.py's short variant).
+@pytest.mark.slow
 def test_repeated_churn_over_1000_keys(
     kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
 ) -> None:

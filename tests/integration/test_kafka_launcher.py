@@ -78,6 +78,9 @@ def test_a_node_killed_with_sigkill_is_restarted_at_once_and_serves_again(tmp_pa
         connected.flush(1)
 
 
+# Slow: the single-node test above keeps the launcher's restart at once in the default suite, and
+# tests/reliability/test_broker_failure.py's short variant restarts killed nodes of three there too.
+@pytest.mark.slow
 def test_a_killed_node_of_three_rejoins_the_cluster_when_restarted_at_once(tmp_path: Path) -> None:
     data_dir = tmp_path / "kafka3"
     with native_cluster(data_dir, nodes=3) as (bootstrap, launcher):
