@@ -24,8 +24,10 @@ from tests.support.kafka import (
     consume,
     create_service_topics,
     dlq_topic_of,
+    end_offsets,
     headers_of,
     produce,
+    records_written,
     retry_topic_of,
     unique_topic,
 )
@@ -74,20 +76,6 @@ def produce_dead_letters(
     assert producer.flush(60) == 0
 
 
-def end_offsets(bootstrap: str, topic: str) -> list[int]:
-    from confluent_kafka import Consumer, TopicPartition  # noqa: PLC0415
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("marks")})
-    try:
-        metadata = consumer.list_topics(topic, timeout=30)
-        return [
-            consumer.get_watermark_offsets(TopicPartition(topic, n), timeout=30)[1]
-            for n in sorted(metadata.topics[topic].partitions)
-        ]
-    finally:
-        consumer.close()
-
-
 def test_after_an_outage_replay_then_run_leave_zendesk_as_without_it_each_event_once(
     kafka_bootstrap: str, fast_simulator: RunningSimulator
 ) -> None:
@@ -126,7 +114,7 @@ def test_after_an_outage_replay_then_run_leave_zendesk_as_without_it_each_event_
     posted = sorted((by_user[int(e["user_id"])], int(e["properties"]["seq"])) for e in state["events"])
     assert posted == sorted((x, n) for x in USERS for n in (1, 2))  # each once, none lost
     retry = retry_topic_of(topic)
-    copies = consume(kafka_bootstrap, retry, count=sum(end_offsets(kafka_bootstrap, retry)))
+    copies = consume(kafka_bootstrap, retry, count=records_written(kafka_bootstrap, retry))
     replay_ids = [headers_of(m)["zs.replay.id"] for m in copies if "zs.replay.id" in headers_of(m)]
     assert len(replay_ids) == len(events()) and len(set(replay_ids)) == 1  # one replay, each record once
 
@@ -221,7 +209,7 @@ def test_a_replay_killed_halfway_and_started_again_leaves_no_gap_and_no_event_tw
         )
     try:
         wait_for(
-            lambda: total // 4 <= sum(end_offsets(kafka_bootstrap, retry_topic_of(topic))) < total,
+            lambda: total // 4 <= records_written(kafka_bootstrap, retry_topic_of(topic)) < total,
             timeout_s=120,
             what="a quarter of the dead letters copied",
             interval_s=0.02,
@@ -231,12 +219,12 @@ def test_a_replay_killed_halfway_and_started_again_leaves_no_gap_and_no_event_tw
         if replay.poll() is None:
             replay.kill()
         replay.wait(timeout=30)
-    copied_before = sum(end_offsets(kafka_bootstrap, retry_topic_of(topic)))
+    copied_before = records_written(kafka_bootstrap, retry_topic_of(topic))
     assert replay.returncode == -signal.SIGKILL and copied_before < total
 
     resumed = zendesk_stream(["replay"], env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    copied = sum(end_offsets(kafka_bootstrap, retry_topic_of(topic)))
+    copied = records_written(kafka_bootstrap, retry_topic_of(topic))
     assert total <= copied <= total + 500  # at most one checkpoint copied twice
     delivered = run_to_end(env, timeout_s=600)
 

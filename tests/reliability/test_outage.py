@@ -38,7 +38,7 @@ from tests.support.engine import (
     settings_for,
     user_keys,
 )
-from tests.support.kafka import create_topics, dlq_topic_of, end_offsets, retry_topic_of, unique_topic
+from tests.support.kafka import create_topics, dlq_topic_of, records_written, retry_topic_of, unique_topic
 from tests.support.service import service_env, start_service
 from tests.support.waiting import wait_for
 
@@ -118,9 +118,9 @@ def run_outage(bootstrap: str, scenario: Scenario, log_path: Path) -> Figures:
         lost=len(missing(seen, sequencer.counts)),
         repeats=repeats(seen),
         order_violations=len(order_violations(seen)),
-        dead_lettered=sum(end_offsets(bootstrap, dlq_topic_of(topic)).values())
+        dead_lettered=records_written(bootstrap, dlq_topic_of(topic))
         + sum(summary["dead_lettered"].values()),
-        retry_records=sum(end_offsets(bootstrap, retry_topic_of(topic)).values()),
+        retry_records=records_written(bootstrap, retry_topic_of(topic)),
         recovery_to_first_delivery_s=round(min(after) - ends_at, 2) if after else float("inf"),
         requests=len(requests),
         rate_limited=sum(1 for r in requests if r["status"] == 429),
@@ -249,5 +249,5 @@ def test_a_sigterm_during_an_outage_exits_within_the_deadline_and_a_restart_lose
         seen = effects.refresh()
     assert missing(seen, sequencer.counts) == []
     assert order_violations(seen) == []
-    assert sum(end_offsets(kafka_bootstrap, dlq_topic_of(topic)).values()) == 0
-    assert sum(end_offsets(kafka_bootstrap, retry_topic_of(topic)).values()) == 0
+    assert records_written(kafka_bootstrap, dlq_topic_of(topic)) == 0
+    assert records_written(kafka_bootstrap, retry_topic_of(topic)) == 0

@@ -16,9 +16,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from stream.kafka.config import KafkaSettings, kafka_settings_from_env
+from stream.kafka.scan import read_committed, read_watermarks
 from stream.localkafka import load_launcher
 
 REPO = Path(__file__).resolve().parents[2]
@@ -179,22 +181,22 @@ def create_service_topics(bootstrap: str, topic: str, *, partitions: int = 1) ->
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    """Each partition's end offset (high watermark)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("peek")})
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        return {
-            n: consumer.get_watermark_offsets(TopicPartition(topic, n), timeout=30)[1] for n in partitions
-        }
-    finally:
-        consumer.close()
+    """Each partition's end offset (high watermark), read as the service reads it."""
+    return {n: high for n, (_, high) in read_watermarks(_settings(bootstrap), topic).items()}
+
+
+def records_written(bootstrap: str, topic: str) -> int:
+    """How many records were ever written to the topic (its partitions' end offsets, summed)."""
+    return sum(end_offsets(bootstrap, topic).values())
 
 
 def committed_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
     """The offset the topic's group (`group_of`) committed per partition; 0 where it committed none."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_of(topic)})
-    try:
-        found = consumer.committed([TopicPartition(topic, n) for n in range(partitions)], timeout=30)
-        return {tp.partition: max(tp.offset, 0) for tp in found}
-    finally:
-        consumer.close()
+    found = read_committed(
+        _settings(bootstrap), group_id=group_of(topic), partitions=[(topic, n) for n in range(partitions)]
+    )
+    return {n: offset or 0 for (_, n), (offset, _) in found.items()}
+
+
+def _settings(bootstrap: str) -> KafkaSettings:
+    return kafka_settings_from_env({"KAFKA_BOOTSTRAP_SERVERS": bootstrap})

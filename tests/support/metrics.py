@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 import httpx
-
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+from prometheus_client.parser import text_string_to_metric_families
 
 Samples = list[tuple[str, dict[str, str], float]]
 
@@ -18,12 +14,11 @@ def scrape(port: int) -> Samples | None:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     except httpx.HTTPError:
         return None
-    samples = []
-    for line in text.splitlines():
-        match = SAMPLE.match(line)
-        if match and not line.startswith("#"):
-            samples.append((match[1], dict(LABEL.findall(match[2] or "")), float(match[3])))
-    return samples
+    return [
+        (sample.name, sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
 
 
 def total(samples: Samples, name: str, **labels: str) -> float:
